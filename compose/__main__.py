@@ -1,0 +1,5 @@
+import sys
+
+from compose.cli import main
+
+sys.exit(main())

@@ -1,0 +1,193 @@
+"""Process settings: a TOML file, then ``UNITY_*`` environment variables; frozen once built.
+
+This module is a leaf: ingest, api and collectors read it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from schemas import Subjects
+
+ENV_PREFIX = "UNITY_"
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = ".unity"
+    host_name: str = ""
+    # An empty URL means "run the embedded server from the pip wheel".
+    nats_url: str = ""
+    database_url: str = ""
+    valkey_url: str = ""
+    nats_port: int = 14222
+    postgres_port: int = 15432
+    valkey_port: int = 16379
+    api_bind: str = "127.0.0.1"
+    api_port: int = 8765
+    subject_root: str = "unity"
+    collect_interval: float = 10.0
+    collect_plugins: tuple[str, ...] = ("cpu", "memory")
+    stream_max_age_s: float = 7 * 86400.0
+    stream_max_bytes: int = 4 * 1024**3
+    stream_duplicate_window_s: float = 120.0
+    stream_replicas: int = 1
+    ingest_fetch: int = 500
+    ingest_max_ack_pending: int = 100_000
+    ingest_ack_wait_s: float = 60.0
+    # PostgreSQL refuses to run as root: the embedded server then runs as this account.
+    postgres_os_user: str = "nobody"
+    log_level: str = "INFO"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def host(self) -> str:
+        return self.host_name or socket.gethostname()
+
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.subject_root)
+
+
+_FIELDS = set(Settings.__struct_fields__)
+
+
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from an optional TOML file, the environment, then explicit overrides."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    config_path = path or env.get("UNITY_CONFIG")
+    if config_path:
+        try:
+            raw.update(tomllib.loads(Path(config_path).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read config file {config_path}: {exc}") from exc
+        unknown = sorted(set(raw) - _FIELDS)
+        if unknown:
+            raise SettingsError(f"unknown key {unknown[0]!r} in config file {config_path}")
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX):
+            field = key[len(ENV_PREFIX) :].lower()
+            if field in _FIELDS:
+                raw[field] = value.split(",") if field == "collect_plugins" else value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid settings: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """Credentials of the embedded servers, generated on first start, kept 0600 in the data dir."""
+
+    nats_user: str
+    nats_password: str
+    postgres_password: str
+    valkey_password: str
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> Secrets:
+        path = data_dir / "secrets.json"
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        created = cls(
+            nats_user="unity",
+            nats_password=secrets.token_urlsafe(24),
+            postgres_password=secrets.token_urlsafe(24),
+            valkey_password=secrets.token_urlsafe(24),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(
+                {
+                    "nats_user": created.nats_user,
+                    "nats_password": created.nats_password,
+                    "postgres_password": created.postgres_password,
+                    "valkey_password": created.valkey_password,
+                },
+                fh,
+            )
+        return created
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the three servers are and how to log in. Passwords never go into URLs or logs."""
+
+    nats_url: str
+    nats_user: str | None
+    nats_password: str | None
+    database_url: str
+    database_password: str | None
+    valkey_url: str
+    valkey_password: str | None
+
+    def describe(self) -> dict[str, str]:
+        """The URLs with any credentials removed, safe to print."""
+        return {
+            "nats": redact(self.nats_url),
+            "postgres": redact(self.database_url),
+            "valkey": redact(self.valkey_url),
+        }
+
+
+def redact(url: str) -> str:
+    """Drop the password (and any token) from a URL."""
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username if parts.password is not None else None
+    netloc = f"{user}:***@{host}" if user else f"***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def endpoints(settings: Settings, env: Mapping[str, str] | None = None) -> Endpoints:
+    """Resolve the servers: external URLs where given, else the embedded ones in the data dir."""
+    env = os.environ if env is None else env
+    embedded = not (settings.nats_url and settings.database_url and settings.valkey_url)
+    sec = Secrets.load_or_create(settings.data_path) if embedded else None
+    if settings.nats_url:
+        nats = (settings.nats_url, env.get("UNITY_NATS_USER"), env.get("UNITY_NATS_PASSWORD"))
+    else:
+        assert sec is not None
+        nats = (f"nats://127.0.0.1:{settings.nats_port}", sec.nats_user, sec.nats_password)
+    if settings.database_url:
+        pg = (settings.database_url, env.get("UNITY_DATABASE_PASSWORD"))
+    else:
+        assert sec is not None
+        pg = (
+            f"postgresql://unity@127.0.0.1:{settings.postgres_port}/unity",
+            sec.postgres_password,
+        )
+    if settings.valkey_url:
+        vk = (settings.valkey_url, env.get("UNITY_VALKEY_PASSWORD"))
+    else:
+        assert sec is not None
+        vk = (f"valkey://127.0.0.1:{settings.valkey_port}/0", sec.valkey_password)
+    return Endpoints(*nats, *pg, *vk)

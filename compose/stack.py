@@ -1,0 +1,233 @@
+"""`unity up`: the embedded servers and the Unity services as supervised child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from compose import migrate
+from compose.connect import connect_nats
+from compose.embedded import (
+    EmbeddedServer,
+    NatsServer,
+    PidFile,
+    PostgresServer,
+    ValkeyServer,
+    spawn,
+    stop_process,
+)
+from compose.settings import Endpoints, Secrets, Settings, endpoints
+from ingest.streams import ensure_consumers, ensure_streams
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("ingest", "api", "collector")
+
+
+class StackError(RuntimeError):
+    """`unity up` cannot start."""
+
+
+@contextlib.contextmanager
+def data_lock(data_dir: Path) -> Iterator[None]:
+    """One `unity up` per data folder. flock dies with its holder, so SIGKILL leaves no stale lock."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh: IO[str] = open(data_dir / "unity.lock", "a+")  # noqa: SIM115 -- held for the whole run
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise StackError(f"another `unity up` is running on {data_dir}") from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as UNITY_* variables, so every child sees exactly what `up` resolved."""
+    env = {k: v for k, v in os.environ.items() if k != "UNITY_CONFIG"}
+    for field in settings.__struct_fields__:
+        value = getattr(settings, field)
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        env[f"UNITY_{field.upper()}"] = text
+    env["UNITY_DATA_DIR"] = str(settings.data_path)
+    return env
+
+
+class Service:
+    """A Unity service (`python -m compose <name>`) run as a child and restarted if it dies."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pidfile = PidFile(settings.data_path / "run" / f"{name}.pid")
+        self.log_path = settings.data_path / "logs" / f"{name}.log"
+        self.restarts = 0
+        self.next_start = 0.0
+
+    def start(self) -> None:
+        stale = self.pidfile.stale_process()
+        if stale is not None:
+            log.warning("stopping %s (pid %d) left by an earlier run", self.name, stale.pid)
+            stop_process(stale, signal.SIGTERM, 20, self.name)
+        argv = [sys.executable, "-m", "compose", self.name]
+        self.proc = spawn(argv, self.log_path, env=settings_env(self.settings))
+        self.pidfile.write(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc, signal.SIGTERM, 20, self.name)
+        self.pidfile.remove()
+        self.proc = None
+
+
+def embedded_servers(settings: Settings, secrets: Secrets) -> list[EmbeddedServer]:
+    data = settings.data_path
+    servers: list[EmbeddedServer] = []
+    if not settings.nats_url:
+        servers.append(
+            NatsServer(data, settings.nats_port, secrets.nats_user, secrets.nats_password)
+        )
+    if not settings.database_url:
+        servers.append(
+            PostgresServer(
+                data, settings.postgres_port, secrets.postgres_password, settings.postgres_os_user
+            )
+        )
+    if not settings.valkey_url:
+        servers.append(ValkeyServer(data, settings.valkey_port, secrets.valkey_password))
+    return servers
+
+
+async def prepare(settings: Settings, ep: Endpoints) -> None:
+    """Migrate the database and declare streams and consumers before any service starts."""
+    await migrate.upgrade(ep)
+    nc = await connect_nats(ep, "unity-up", max_reconnect_attempts=3)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        await ensure_consumers(js, settings)
+    finally:
+        await nc.close()
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 -- our own http URL
+                if resp.status == 200:
+                    return True
+        time.sleep(0.2)
+    return False
+
+
+class Stack:
+    """Starts everything in order, supervises, and stops in reverse order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.servers: list[EmbeddedServer] = []
+        self.services: list[Service] = []
+        self._stop = False
+
+    def request_stop(self, signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        self._stop = True
+
+    def run(self) -> int:
+        settings = self.settings
+        data = settings.data_path
+        with data_lock(data):
+            signal.signal(signal.SIGINT, self.request_stop)
+            signal.signal(signal.SIGTERM, self.request_stop)
+            try:
+                self._start(data)
+                if not self._stop:
+                    self._supervise()
+            finally:
+                self.shutdown()
+        return 0
+
+    def _start(self, data: Path) -> None:
+        settings = self.settings
+        secrets = Secrets.load_or_create(data)
+        ep = endpoints(settings)
+        self.servers = embedded_servers(settings, secrets)
+        for server in self.servers:
+            if self._stop:
+                return
+            started = time.monotonic()
+            server.start()
+            log.info("%s ready on port %d (%.1fs)", server.name, server.port, time.monotonic() - started)
+        asyncio.run(prepare(settings, ep))
+        for name in SERVICES:
+            service = Service(name, settings)
+            service.start()
+            self.services.append(service)
+        api_url = f"http://{settings.api_bind}:{settings.api_port}/api/v1"
+        api = next(s for s in self.services if s.name == "api")
+        if not wait_http(f"{api_url}/health", 60, api.proc):
+            raise StackError(f"the API did not come up; see {api.log_path}")
+        print(
+            f"Unity is up.\n"
+            f"  API:       {api_url}  (try {api_url}/latest)\n"
+            f"  data:      {data}\n"
+            f"  logs:      {data / 'logs'}\n"
+            f"  servers:   {', '.join(f'{k}={v}' for k, v in ep.describe().items())}\n"
+            f"Press Ctrl-C to stop.",
+            flush=True,
+        )
+
+    def _supervise(self) -> None:
+        while not self._stop:
+            now = time.monotonic()
+            for server in self.servers:
+                if not server.alive() and not self._stop:
+                    log.error("%s exited; restarting it (log: %s)", server.name, server.log_path)
+                    server.start()
+            for service in self.services:
+                proc = service.proc
+                if proc is not None and proc.poll() is not None and now >= service.next_start:
+                    service.restarts += 1
+                    delay = min(2.0**service.restarts, 60.0)
+                    log.error(
+                        "%s exited with code %s; restarting in %.0fs (log: %s)",
+                        service.name,
+                        proc.returncode,
+                        delay,
+                        service.log_path,
+                    )
+                    service.proc = None
+                    service.next_start = now + delay
+                elif service.proc is None and now >= service.next_start and not self._stop:
+                    service.start()
+            time.sleep(0.25)
+
+    def shutdown(self) -> None:
+        # Producers first, then ingest (finishes and acks its batch), then the servers.
+        for service in reversed(self.services):
+            service.stop()
+        for server in reversed(self.servers):
+            server.stop()
+        log.info("stopped")

@@ -1,0 +1,38 @@
+"""Subject and stream names. One root (``unity`` by default) so tests and tenants can be isolated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.validate import token
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Names of every subject and stream under one root token."""
+
+    root: str = "unity"
+
+    def metrics(self, host: str, plugin: str) -> str:
+        return f"{self.root}.metrics.{token(host)}.{token(plugin)}"
+
+    def health(self, host: str, plugin: str) -> str:
+        return f"{self.root}.health.{token(host)}.{token(plugin)}"
+
+    def events(self, host: str, plugin: str) -> str:
+        return f"{self.root}.events.{token(host)}.{token(plugin)}"
+
+    def dlq(self, reason: str) -> str:
+        return f"{self.root}.dlq.{token(reason)}"
+
+    @property
+    def metrics_stream(self) -> str:
+        return f"{self.root.upper()}_METRICS"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.root.upper()}_EVENTS"
+
+    @property
+    def dlq_stream(self) -> str:
+        return f"{self.root.upper()}_DLQ"
