@@ -50,8 +50,8 @@ async def health(request: Request) -> Response:
         "valkey": await _timed(st.valkey.ping()),
         "nats": await _timed(nats_ok()),
     }
-    status = "ok" if all(c.status == "ok" for c in checks.values()) else "degraded"
-    return MsgspecResponse(HealthResponse(status, checks), status_code=200)
+    healthy = all(c.status == "ok" for c in checks.values())
+    return MsgspecResponse(HealthResponse("ok" if healthy else "degraded", checks))
 
 
 def _filters(request: Request) -> tuple[str | None, str | None, str | None]:

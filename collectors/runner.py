@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -67,10 +68,8 @@ class Collector:
             await self.run_once(plugin)
             now = time.time()
             next_tick = math.floor(now / self.interval + 1) * self.interval
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), next_tick - now)
-            except TimeoutError:
-                pass
 
     async def run_once(self, plugin: Plugin) -> tuple[MetricBatch | None, HealthReport]:
         """Collect once, publish the batch (if any) and the health report."""

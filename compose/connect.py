@@ -44,10 +44,11 @@ async def pg_connect(ep: Endpoints) -> asyncpg.Connection:
 
 
 def valkey_client(ep: Endpoints) -> valkey.Valkey:
-    return valkey.Valkey.from_url(
+    client: valkey.Valkey = valkey.Valkey.from_url(
         ep.valkey_url,
         password=ep.valkey_password,
         socket_timeout=5,
         socket_connect_timeout=5,
         decode_responses=False,
     )
+    return client

@@ -48,7 +48,9 @@ def load_plugins(settings: Settings) -> list[Plugin]:
     available = discover()
     unknown = [p for p in settings.collect_plugins if p not in available]
     if unknown:
-        raise SystemExit(f"unknown plugin {unknown[0]!r}; installed: {', '.join(sorted(available))}")
+        raise SystemExit(
+            f"unknown plugin {unknown[0]!r}; installed: {', '.join(sorted(available))}"
+        )
     return [available[name]() for name in settings.collect_plugins]
 
 
@@ -67,7 +69,9 @@ async def run_collector(settings: Settings, ep: Endpoints, once: bool = False) -
     await collector.start()
     stop = _stop_event()
     task = asyncio.create_task(collector.run())
-    log.info("collector running for host %s: %s", settings.host, ", ".join(settings.collect_plugins))
+    log.info(
+        "collector running for host %s: %s", settings.host, ", ".join(settings.collect_plugins)
+    )
     await stop.wait()
     await collector.stop()
     await task

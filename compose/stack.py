@@ -41,7 +41,7 @@ class StackError(RuntimeError):
 
 @contextlib.contextmanager
 def data_lock(data_dir: Path) -> Iterator[None]:
-    """One `unity up` per data folder. flock dies with its holder, so SIGKILL leaves no stale lock."""
+    """One `unity up` per data folder; flock dies with its holder, so no stale lock survives."""
     data_dir.mkdir(parents=True, exist_ok=True)
     fh: IO[str] = open(data_dir / "unity.lock", "a+")  # noqa: SIM115 -- held for the whole run
     try:
@@ -134,10 +134,12 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None) ->
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 -- our own http URL
-                if resp.status == 200:
-                    return True
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=2) as resp,  # noqa: S310 -- our own http URL
+        ):
+            if resp.status == 200:
+                return True
         time.sleep(0.2)
     return False
 
@@ -179,7 +181,9 @@ class Stack:
                 return
             started = time.monotonic()
             server.start()
-            log.info("%s ready on port %d (%.1fs)", server.name, server.port, time.monotonic() - started)
+            log.info(
+                "%s ready on port %d (%.1fs)", server.name, server.port, time.monotonic() - started
+            )
         asyncio.run(prepare(settings, ep))
         for name in SERVICES:
             service = Service(name, settings)

@@ -53,7 +53,7 @@ async def read_latest(
     if host is not None and plugin is not None:
         keys = [latest_key(root, host, plugin)]
     else:
-        members = await client.smembers(index_key(root))
+        members: set[bytes] = await client.smembers(index_key(root))  # type: ignore[misc]
         keys = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
         prefix = latest_key(root, host, "") if host is not None else None
         keys = [

@@ -1,4 +1,4 @@
-"""Subject and stream names. One root (``unity`` by default) so tests and tenants can be isolated."""
+"""Subject and stream names under one root (``unity``), so tests and tenants can be isolated."""
 
 from __future__ import annotations
 

@@ -67,9 +67,9 @@ def split_batch(
     good: list[tuple[Sample, float]] = []
     bad: list[Rejection] = []
     for i, sample in enumerate(batch.samples):
-        reason = check_sample(sample, default_ts, now)
-        if reason is None:
+        problem = check_sample(sample, default_ts, now)
+        if problem is None:
             good.append((sample, default_ts if sample.ts is None else epoch(sample.ts)))
         else:
-            bad.append(Rejection(i, reason, f"sample {i} ({sample.name!r}): {reason}"))
+            bad.append(Rejection(i, problem, f"sample {i} ({sample.name!r}): {problem}"))
     return good, bad

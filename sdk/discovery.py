@@ -23,7 +23,9 @@ def discover() -> dict[str, type[Plugin]]:
             raise DiscoveryError(f"entry point {ep.value} is not a Plugin subclass")
         source = f"{ep.value} ({ep.dist.name if ep.dist else 'unknown distribution'})"
         if cls.id in found and found[cls.id] is not cls:
-            raise DiscoveryError(f"plugin id {cls.id!r} is claimed by {sources[cls.id]} and {source}")
+            raise DiscoveryError(
+                f"plugin id {cls.id!r} is claimed by {sources[cls.id]} and {source}"
+            )
         found[cls.id] = cls
         sources[cls.id] = source
     return found

@@ -58,12 +58,16 @@ class Publisher:
     async def publish_batch(self, batch: MetricBatch) -> bool:
         msg_id = f"{batch.host}:{batch.plugin}:{batch.instance}:{batch.seq}"
         subject = self._subjects.metrics(batch.host, batch.plugin)
-        return await self._send(Pending(subject, encode(batch, self._content_type), msg_id, self._content_type))
+        return await self._send(
+            Pending(subject, encode(batch, self._content_type), msg_id, self._content_type)
+        )
 
     async def publish_health(self, report: HealthReport, seq: int) -> bool:
         msg_id = f"{report.host}:{report.plugin}:{report.instance}:{seq}:health"
         subject = self._subjects.health(report.host, report.plugin)
-        return await self._send(Pending(subject, encode(report, self._content_type), msg_id, self._content_type))
+        return await self._send(
+            Pending(subject, encode(report, self._content_type), msg_id, self._content_type)
+        )
 
     async def _send(self, item: Pending) -> bool:
         """Queue ``item`` behind anything buffered and flush; True when all went out."""

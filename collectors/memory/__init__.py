@@ -15,7 +15,9 @@ class MemoryPlugin(Plugin):
     metrics = (
         Metric("memory_total_bytes", "bytes", "gauge", "installed memory"),
         Metric("memory_available_bytes", "bytes", "gauge", "memory available without swapping"),
-        Metric("memory_used_bytes", "bytes", "gauge", "memory in use (total - free - buffers - cache)"),
+        Metric(
+            "memory_used_bytes", "bytes", "gauge", "memory in use (total - free - buffers - cache)"
+        ),
         Metric("memory_free_bytes", "bytes", "gauge", "memory not used at all"),
         Metric("memory_buffers_bytes", "bytes", "gauge", "kernel buffers"),
         Metric("memory_cached_bytes", "bytes", "gauge", "page cache"),

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from compose.settings import Endpoints, Settings
+from tests.servers import (
+    TestServers,
+    drop_database,
+    drop_root,
+    fresh_database,
+    isolated_settings,
+    start_servers,
+)
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[TestServers]:
+    yield from start_servers()
+
+
+@dataclass(frozen=True)
+class Env:
+    """One test's isolated slice of the shared servers."""
+
+    settings: Settings
+    ep: Endpoints
+    root: str
+
+
+@pytest.fixture
+async def env(servers: TestServers) -> AsyncIterator[Env]:
+    name = f"t{uuid.uuid4().hex[:12]}"
+    ep = await fresh_database(servers, name)
+    settings = isolated_settings(ep, name)
+    yield Env(settings, ep, name)
+    await drop_root(ep, settings)
+    await drop_database(servers, name)

@@ -1,0 +1,158 @@
+"""`unity up` as a user runs it: a subprocess on a temp data folder, stopped by signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from compose.embedded import free_port
+
+pytestmark = pytest.mark.slow
+
+
+class Up:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.api_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("UNITY_")}
+        self.env.update(
+            UNITY_DATA_DIR=str(data),
+            UNITY_API_PORT=str(self.api_port),
+            UNITY_NATS_PORT=str(free_port()),
+            UNITY_POSTGRES_PORT=str(free_port()),
+            UNITY_VALKEY_PORT=str(free_port()),
+            UNITY_COLLECT_INTERVAL="1",
+            UNITY_HOST_NAME="e2e-host",
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = open(self.data.parent / f"{self.data.name}-up.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "compose", "up"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self.proc
+
+    def output(self) -> str:
+        return (self.data.parent / f"{self.data.name}-up.log").read_text(errors="replace")
+
+    def latest(self) -> dict[str, object] | None:
+        try:
+            resp = httpx.get(f"{self.url}/latest", params={"host": "e2e-host"}, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return resp.json() if resp.status_code == 200 else None
+
+    def wait_for_plugins(self, timeout: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.output()
+            body = self.latest()
+            if body is not None:
+                items = body["items"]
+                assert isinstance(items, list)
+                if {i["plugin"] for i in items} >= {"cpu", "memory"}:
+                    return body
+            time.sleep(0.5)
+        raise AssertionError(f"no cpu and memory values within {timeout}s:\n{self.output()}")
+
+
+@pytest.fixture
+def up() -> Iterator[Up]:
+    base = Path(tempfile.mkdtemp(prefix="unity-up-"))
+    base.chmod(0o711)
+    instance = Up(base / "data")
+    yield instance
+    if instance.proc is not None and instance.proc.poll() is None:
+        instance.proc.kill()
+        instance.proc.wait()
+    # Anything still running on our data folder is a leak: end it, then fail loudly.
+    leaked = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(base) in " ".join(p.info["cmdline"] or [])
+    ]
+    for p in leaked:
+        p.kill()
+    shutil.rmtree(base, ignore_errors=True)
+    assert not leaked, f"processes left running: {leaked}"
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+    return children
+
+
+def test_up_serves_latest_and_history_then_stops_every_child_on_sigint(up: Up) -> None:
+    started = time.monotonic()
+    proc = up.start()
+    body = up.wait_for_plugins()
+    elapsed = time.monotonic() - started
+    assert body["source"] == "valkey"
+    print(f"cpu and memory visible in /latest {elapsed:.1f}s after start")
+
+    history = httpx.get(
+        f"{up.url}/query", params={"host": "e2e-host", "name": "memory_total_bytes"}, timeout=5
+    ).json()
+    assert history["series"] and history["series"][0]["points"]
+
+    children = _descendants(proc.pid)
+    names = {c.name() for c in children}
+    assert {"nats-server", "postgres", "valkey-server"} <= names, names
+    assert sum(1 for c in children if "compose" in c.cmdline()) == 3
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(90) == 0, up.output()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"still running after SIGINT: {alive}"
+    assert not list((up.data / "run").glob("*.pid"))
+
+
+def test_up_recovers_after_sigkill_and_keeps_the_data(up: Up) -> None:
+    proc = up.start()
+    up.wait_for_plugins()
+    before = httpx.get(
+        f"{up.url}/query", params={"host": "e2e-host", "name": "memory_total_bytes"}, timeout=5
+    ).json()["series"][0]["points"]
+    children = _descendants(proc.pid)
+    proc.kill()
+    proc.wait()
+
+    proc = up.start()
+    up.wait_for_plugins()
+    # The first run's children are gone: ended with their parent or stopped by the new run.
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"processes of the killed run still alive: {alive}"
+    deadline = time.monotonic() + 30
+    after: list[list[float]] = []
+    while time.monotonic() < deadline:
+        after = httpx.get(
+            f"{up.url}/query", params={"host": "e2e-host", "name": "memory_total_bytes"}, timeout=5
+        ).json()["series"][0]["points"]
+        if len(after) > len(before):
+            break
+        time.sleep(0.5)
+    assert [p[0] for p in after[: len(before)]] == [p[0] for p in before]
+    assert len(after) > len(before)
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(90) == 0, up.output()

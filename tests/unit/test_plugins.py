@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from collectors.cpu import CpuPlugin
+from collectors.memory import MemoryPlugin
+from sdk import Metric, Plugin, Sink, UndeclaredMetricError
+from sdk.discovery import discover
+
+
+def run(plugin: Plugin) -> Sink:
+    sink = Sink(plugin.declared())
+    plugin.collect(sink)
+    return sink
+
+
+def test_cpu_on_the_live_host_obeys_invariants() -> None:
+    sink = run(CpuPlugin())
+    times = {s.labels["mode"]: s for s in sink.samples if s.name == "cpu_time_seconds"}
+    assert {"user", "system", "idle"} <= set(times)
+    assert all(s.kind == "counter" and s.unit == "seconds" and s.value >= 0 for s in times.values())
+    cores = next(s for s in sink.samples if s.name == "cpu_cores_logical")
+    assert cores.value == psutil.cpu_count()
+
+
+def test_memory_on_the_live_host_obeys_invariants() -> None:
+    values = {s.name: s.value for s in run(MemoryPlugin()).samples}
+    assert 0 < values["memory_available_bytes"] <= values["memory_total_bytes"]
+    assert values["memory_used_bytes"] <= values["memory_total_bytes"]
+    assert 0 <= values["memory_used_percent"] <= 100
+
+
+def test_every_emitted_metric_is_declared_once() -> None:
+    for cls in (CpuPlugin, MemoryPlugin):
+        names = [m.name for m in cls.metrics]
+        assert len(names) == len(set(names))
+        assert {s.name for s in run(cls()).samples} <= set(names)
+
+
+def test_undeclared_metric_is_an_error() -> None:
+    class Sloppy(Plugin):
+        id = "sloppy"
+        metrics = (Metric("declared", "bytes"),)
+
+        def collect(self, sink: Sink) -> None:
+            sink.add("not_declared", 1)
+
+    with pytest.raises(UndeclaredMetricError, match="not_declared"):
+        run(Sloppy())
+
+
+def test_builtins_are_discovered_by_entry_point() -> None:
+    found = discover()
+    assert found["cpu"] is CpuPlugin and found["memory"] is MemoryPlugin
