@@ -54,7 +54,7 @@ def load_plugins(settings: Settings) -> list[Plugin]:
     return [available[name]() for name in settings.collect_plugins]
 
 
-async def run_collector(settings: Settings, ep: Endpoints, once: bool = False) -> None:
+async def run_collector(settings: Settings, ep: Endpoints | None, once: bool = False) -> None:
     plugins = load_plugins(settings)
     if once:
         # Print what would be published, without touching NATS.
@@ -65,6 +65,7 @@ async def run_collector(settings: Settings, ep: Endpoints, once: bool = False) -
             plugin.collect(sink)
             sys.stdout.write(msgspec.json.encode(sink.samples).decode() + "\n")
         return
+    assert ep is not None, "the collector needs NATS unless --once"
     collector = Collector(settings, ep, plugins)
     await collector.start()
     stop = _stop_event()

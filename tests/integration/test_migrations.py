@@ -5,7 +5,16 @@ import asyncpg
 from compose import migrate
 from tests.conftest import Env
 
-TABLES = {"series", "samples", "plugin_runs", "events"}
+TABLES = {
+    "series",
+    "samples",
+    "plugin_runs",
+    "events",
+    "plugins",
+    "api_tokens",
+    "alert_rules",
+    "alerts",
+}
 
 
 async def _tables(env: Env) -> set[str]:
@@ -22,7 +31,7 @@ async def _tables(env: Env) -> set[str]:
 
 async def test_upgrade_downgrade_upgrade(env: Env) -> None:
     assert await _tables(env) == TABLES
-    assert "0001 (head)" in await migrate.current(env.ep)
+    assert "0002 (head)" in await migrate.current(env.ep)
     await migrate.downgrade(env.ep, "base")
     assert await _tables(env) == set()
     await migrate.upgrade(env.ep)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import argparse
+import sys
+
+from compose.settings import Settings
+
+NAME = "up"
+HELP = "run the whole pipeline on embedded servers"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api-port", type=int, help="port of the API (also UNITY_API_PORT)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from compose.stack import Stack, StackError
+
+    try:
+        return Stack(settings).run()
+    except StackError as exc:
+        print(f"unity up: {exc}", file=sys.stderr)
+        return 1
