@@ -7,14 +7,13 @@ import contextlib
 import logging
 import math
 import time
-from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 
 from compose.connect import connect_nats
 from compose.settings import Endpoints, Settings
-from schemas import HealthReport, MetricBatch
-from sdk import Plugin, Publisher, Sink
+from sdk import Plugin, Publisher
+from sdk.runner import RunResult, collect_once
 
 log = logging.getLogger(__name__)
 
@@ -71,45 +70,14 @@ class Collector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), next_tick - now)
 
-    async def run_once(self, plugin: Plugin) -> tuple[MetricBatch | None, HealthReport]:
+    async def run_once(self, plugin: Plugin) -> RunResult:
         """Collect once, publish the batch (if any) and the health report."""
         assert self._publisher is not None, "start() first"
-        started = time.time()
-        sink = Sink(plugin.declared())
-        batch: MetricBatch | None = None
-        try:
-            await asyncio.wait_for(asyncio.to_thread(plugin.collect, sink), self.timeout)
-        except TimeoutError:
-            status, message = "error", f"collect timed out after {self.timeout:.1f}s"
-        except Exception as exc:  # a plugin's failure is reported, never raised
-            status, message = "error", f"{type(exc).__name__}: {exc}"
-        else:
-            status, message = "ok", ""
-        duration_ms = (time.time() - started) * 1000
-        ts = datetime.fromtimestamp(started, UTC)
-        seq = int(started * 1000)  # unique per run, and across restarts (Msg-Id dedup)
-        if status == "ok" and sink.samples:
-            batch = MetricBatch(
-                host=self.host,
-                plugin=plugin.id,
-                instance=plugin.instance,
-                ts=ts,
-                seq=seq,
-                samples=sink.samples,
-            )
-            await self._publisher.publish_batch(batch)
-        if status != "ok":
-            log.warning("plugin %s failed: %s", plugin.id, message)
-        report = HealthReport(
-            host=self.host,
-            plugin=plugin.id,
-            instance=plugin.instance,
-            ts=ts,
-            status=status,  # type: ignore[arg-type]
-            message=message,
-            duration_ms=round(duration_ms, 3),
-            samples=len(sink.samples) if batch else 0,
-        )
-        await self._publisher.publish_health(report, seq)
+        result = await collect_once(plugin, self.host, self.timeout)
+        if result.batch is not None:
+            await self._publisher.publish_batch(result.batch)
+        if result.report.status != "ok":
+            log.warning("plugin %s failed: %s", plugin.id, result.report.message)
+        await self._publisher.publish_health(result.report, result.seq)
         self.runs += 1
-        return batch, report
+        return result

@@ -36,3 +36,12 @@ class Subjects:
     @property
     def dlq_stream(self) -> str:
         return f"{self.root.upper()}_DLQ"
+
+    @property
+    def config_bucket(self) -> str:
+        """JetStream KV bucket of plugin settings that collectors and SDK plugins watch.
+
+        Key ``<host>.<plugin>.<instance or _>``; value JSON
+        ``{"enabled": bool, "interval_s": float | null, "config": {...}, "revision": int}``.
+        """
+        return f"{self.root.upper()}_PLUGIN_CONFIG"

@@ -71,9 +71,9 @@ async def test_collector_batch_reaches_postgres_valkey_and_api(env: Env) -> None
         batches = [await collector.run_once(p) for p in collector.plugins]
     finally:
         await collector.stop()
-    expected = sum(len(b.samples) for b, _ in batches if b is not None)
+    expected = sum(len(r.batch.samples) for r in batches if r.batch is not None)
     assert expected > 10
-    assert all(report.status == "ok" for _, report in batches)
+    assert all(r.report.status == "ok" for r in batches)
 
     async with running_ingest(env) as worker:
 
