@@ -99,8 +99,12 @@ class Service:
         self.proc = None
 
 
-def embedded_servers(settings: Settings, secrets: Secrets) -> list[EmbeddedServer]:
+def embedded_servers(settings: Settings) -> list[EmbeddedServer]:
+    """The servers `up` must run itself: those not given by URL."""
+    if settings.nats_url and settings.database_url and settings.valkey_url:
+        return []
     data = settings.data_path
+    secrets = Secrets.load_or_create(data)
     servers: list[EmbeddedServer] = []
     if not settings.nats_url:
         servers.append(
@@ -173,9 +177,8 @@ class Stack:
 
     def _start(self, data: Path) -> None:
         settings = self.settings
-        secrets = Secrets.load_or_create(data)
         ep = endpoints(settings)
-        self.servers = embedded_servers(settings, secrets)
+        self.servers = embedded_servers(settings)
         for server in self.servers:
             if self._stop:
                 return

@@ -34,6 +34,7 @@ TEMPLATE_DB = "unity_test_template"
 
 @dataclass(frozen=True)
 class TestServers:
+    __test__ = False  # not a test class, whatever pytest thinks of the name
     endpoints: Endpoints  # points at the template database
     data_dir: Path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,13 @@ import psutil
 import pytest
 
 from compose.embedded import free_port
+from tests.servers import (
+    TestServers,
+    drop_database,
+    drop_root,
+    fresh_database,
+    isolated_settings,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -156,3 +165,29 @@ def test_up_recovers_after_sigkill_and_keeps_the_data(up: Up) -> None:
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(90) == 0, up.output()
+
+
+async def test_up_uses_existing_servers_given_by_url(up: Up, servers: TestServers) -> None:
+    name = f"ext{uuid.uuid4().hex[:10]}"
+    ep = await fresh_database(servers, name)
+    up.env.update(
+        UNITY_NATS_URL=ep.nats_url,
+        UNITY_NATS_USER=ep.nats_user or "",
+        UNITY_NATS_PASSWORD=ep.nats_password or "",
+        UNITY_DATABASE_URL=ep.database_url,
+        UNITY_DATABASE_PASSWORD=ep.database_password or "",
+        UNITY_VALKEY_URL=ep.valkey_url,
+        UNITY_VALKEY_PASSWORD=ep.valkey_password or "",
+        UNITY_SUBJECT_ROOT=name,
+    )
+    try:
+        proc = up.start()
+        await asyncio.to_thread(up.wait_for_plugins)
+        children = _descendants(proc.pid)
+        assert {c.name() for c in children} & {"nats-server", "postgres", "valkey-server"} == set()
+        assert not (up.data / "secrets.json").exists()
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(proc.wait, 90) == 0, up.output()
+    finally:
+        await drop_root(ep, isolated_settings(ep, name))
+        await drop_database(servers, name)
