@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from schemas.validate import token
 
+__all__ = ["Subjects"]
+
 
 @dataclass(frozen=True, slots=True)
 class Subjects:

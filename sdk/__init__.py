@@ -1,7 +1,26 @@
-"""What every Unity producer uses: the Plugin base, the sink and the JetStream publisher."""
+"""What every Unity producer uses: the Plugin base, the sink, the JetStream publisher, the runner.
 
-from sdk.plugin import Metric, NoConfig, Plugin
+Write a plugin by subclassing :class:`Plugin`; run it inside the collector (entry point
+``unity.plugins``) or as a process of its own with :func:`run`. See ``sdk/README.md``.
+"""
+
+from sdk.connection import ConnectionSettings, ConnectionSettingsError
+from sdk.plugin import ConfigError, Health, Metric, NoConfig, Plugin
 from sdk.publisher import Publisher
 from sdk.sink import Sink, UndeclaredMetricError
+from sdk.standalone import Standalone, run
 
-__all__ = ["Metric", "NoConfig", "Plugin", "Publisher", "Sink", "UndeclaredMetricError"]
+__all__ = [
+    "ConfigError",
+    "ConnectionSettings",
+    "ConnectionSettingsError",
+    "Health",
+    "Metric",
+    "NoConfig",
+    "Plugin",
+    "Publisher",
+    "Sink",
+    "Standalone",
+    "UndeclaredMetricError",
+    "run",
+]

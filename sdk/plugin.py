@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import abc
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import msgspec
 
-from schemas import Kind
+from schemas import Kind, MetricInfo, PluginInfo, Status
 from sdk.sink import Sink
+
+__all__ = ["ConfigError", "Health", "Metric", "NoConfig", "Plugin"]
+
+
+class ConfigError(ValueError):
+    """A plugin config is invalid; the message names the key and why."""
 
 
 class NoConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -26,12 +35,32 @@ class Metric:
     description: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What a plugin says about itself after a successful run (``degraded`` with a reason)."""
+
+    status: Status
+    message: str = ""
+
+
 class Plugin(abc.ABC):
     """Base class of every Unity plugin, built-in or external.
 
     Subclasses set the class attributes and implement :meth:`collect`, which may block: the
     runner calls it in a worker thread. A failing ``collect`` raises; the runner reports the
     error in a health report and never turns it into data.
+
+    Attributes:
+        id: Unique id, used as the subject token (``[A-Za-z0-9_-]``).
+        name: Human name.
+        version: The plugin's version.
+        description: What it measures, one line.
+        author: Who maintains it.
+        category: A broad group (``system``, ``storage``, ``network``, ``apps``...).
+        tags: Free keywords.
+        metrics: Every metric ``collect`` may emit.
+        Config: A ``msgspec.Struct`` of the plugin's settings, with defaults; declare it with
+            ``forbid_unknown_fields=True`` (unknown keys are rejected either way).
     """
 
     id: ClassVar[str]
@@ -45,18 +74,73 @@ class Plugin(abc.ABC):
     Config: ClassVar[type[msgspec.Struct]] = NoConfig
 
     def __init__(self, config: msgspec.Struct | None = None, *, instance: str = "") -> None:
+        if config is not None and not isinstance(config, self.Config):
+            raise TypeError(f"config of {self.id} must be {self.Config.__name__}")
         self.config = self.Config() if config is None else config
         self.instance = instance
 
     @classmethod
     def declared(cls) -> dict[str, Metric]:
+        """Declared metrics by name."""
         return {m.name: m for m in cls.metrics}
+
+    @classmethod
+    def parse_config(cls, raw: Mapping[str, Any]) -> msgspec.Struct:
+        """Build the typed config from plain data (a TOML table, a JSON object).
+
+        Raises:
+            ConfigError: naming the first unknown key, or the key with a wrong value.
+        """
+        unknown = sorted(set(raw) - set(cls.Config.__struct_fields__))
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r} in the config of plugin {cls.id!r}")
+        try:
+            return msgspec.convert(dict(raw), cls.Config)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid config of plugin {cls.id!r}: {exc}") from exc
+
+    @classmethod
+    def load_config(cls, path: str | Path) -> msgspec.Struct:
+        """Read and validate a TOML config file.
+
+        Raises:
+            ConfigError: when the file cannot be read or its content is invalid.
+        """
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        return cls.parse_config(raw)
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        """JSON Schema of the config, generated from ``Config``."""
+        return msgspec.json.schema(cls.Config)
+
+    @classmethod
+    def info(cls) -> PluginInfo:
+        """The metadata the registry shows."""
+        return PluginInfo(
+            id=cls.id,
+            name=cls.name,
+            version=cls.version,
+            description=cls.description,
+            author=cls.author,
+            category=cls.category,
+            tags=list(cls.tags),
+            metrics=[MetricInfo(m.name, m.unit, m.kind, m.description) for m in cls.metrics],
+            config_schema=cls.config_schema(),
+        )
 
     def setup(self) -> None:
         """Prepare before the first run (open handles, probe devices)."""
 
     def teardown(self) -> None:
         """Release what setup took."""
+
+    def health(self) -> Health | None:
+        """Say how the last successful run went, when not simply ``ok`` (e.g. ``degraded``)."""
+        return None
 
     @abc.abstractmethod
     def collect(self, sink: Sink) -> None:

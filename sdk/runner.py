@@ -15,6 +15,8 @@ from schemas import HealthReport, MetricBatch, Status
 from sdk.plugin import Plugin
 from sdk.sink import Sink
 
+__all__ = ["RunResult", "collect_once"]
+
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
@@ -29,19 +31,22 @@ async def collect_once(plugin: Plugin, host: str, timeout: float) -> RunResult:
     """Run ``plugin.collect`` once; ``seq`` is the start time in ms, unique across restarts."""
     started = time.time()
     sink = Sink(plugin.declared())
-    status: Status = "ok"
-    message = ""
+    status: Status = "error"
+    collected = False
     try:
         await asyncio.wait_for(asyncio.to_thread(plugin.collect, sink), timeout)
     except TimeoutError:
         status, message = "error", f"collect timed out after {timeout:.1f}s"
     except Exception as exc:  # a plugin's failure is reported, never raised
         status, message = "error", f"{type(exc).__name__}: {exc}"
+    else:
+        collected = True
+        status, message = _own_health(plugin)
     duration_ms = (time.time() - started) * 1000
     ts = datetime.fromtimestamp(started, UTC)
     seq = int(started * 1000)
     batch = None
-    if status == "ok" and sink.samples:
+    if collected and sink.samples:
         batch = MetricBatch(
             host=host,
             plugin=plugin.id,
@@ -61,3 +66,14 @@ async def collect_once(plugin: Plugin, host: str, timeout: float) -> RunResult:
         samples=len(batch.samples) if batch else 0,
     )
     return RunResult(batch, report, seq)
+
+
+def _own_health(plugin: Plugin) -> tuple[Status, str]:
+    """What the plugin says about its run; a failing ``health()`` is an error, not a crash."""
+    try:
+        health = plugin.health()
+    except Exception as exc:  # a plugin's failure is reported, never raised
+        return "error", f"health() failed: {type(exc).__name__}: {exc}"
+    if health is None:
+        return "ok", ""
+    return health.status, health.message

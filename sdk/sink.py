@@ -10,6 +10,8 @@ from schemas import Sample
 if TYPE_CHECKING:
     from sdk.plugin import Metric
 
+__all__ = ["Sink", "UndeclaredMetricError"]
+
 
 class UndeclaredMetricError(KeyError):
     """A plugin emitted a metric it did not declare."""

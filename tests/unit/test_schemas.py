@@ -1,24 +1,37 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from schemas import (
     JSON,
+    MAX_LABEL_VALUE_LEN,
+    MAX_LABELS,
+    MAX_NAME_LEN,
+    MAX_PAYLOAD_BYTES,
+    MAX_SAMPLES,
     MSGPACK,
+    REASONS,
     DecodeError,
     Event,
     HealthReport,
     MetricBatch,
+    PluginSettings,
     Sample,
     decode,
     encode,
+    media_type,
+    settings_key,
     split_batch,
     token,
 )
+from schemas import jsonschema as schema_files
+
+NOW = 1_795_435_200.0
 
 BATCH = MetricBatch(
     host="nas",
@@ -31,16 +44,6 @@ BATCH = MetricBatch(
         Sample("ups_output_wh", 1234.5, kind="counter", unit="wh", ts=1_795_000_000.0),
     ],
 )
-HEALTH = HealthReport(host="nas", plugin="ups", status="degraded", message="on battery", samples=2)
-EVENT = Event(host="nas", plugin="ups", kind="on_battery", severity="warning", data={"x": [1, 2]})
-
-
-@pytest.mark.parametrize("content_type", [JSON, MSGPACK])
-@pytest.mark.parametrize("msg", [BATCH, HEALTH, EVENT], ids=["batch", "health", "event"])
-def test_every_message_round_trips_json_and_msgpack(
-    msg: MetricBatch | HealthReport | Event, content_type: str
-) -> None:
-    assert decode(encode(msg, content_type), type(msg), content_type) == msg  # type: ignore[type-var]
 
 
 def test_json_is_what_nats_pub_users_write() -> None:
@@ -50,11 +53,64 @@ def test_json_is_what_nats_pub_users_write() -> None:
     batch = decode(raw, MetricBatch)
     assert batch.samples[0].kind == "gauge" and batch.samples[0].labels == {}
     assert batch.ts == datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    assert batch.v == 1
+
+
+class SampleV1(msgspec.Struct):
+    """What a v1-era reader knows of a sample."""
+
+    name: str
+    value: float
+
+
+class MetricBatchV1(msgspec.Struct):
+    host: str
+    plugin: str
+    samples: list[SampleV1]
 
 
 def test_unknown_wire_fields_are_ignored_so_old_decoders_read_new_messages() -> None:
-    raw = b'{"host":"h","plugin":"p","samples":[],"added_in_v9":{"a":1}}'
-    assert decode(raw, MetricBatch).host == "h"
+    newer = msgspec.json.encode(
+        {
+            "v": 3,
+            "host": "h",
+            "plugin": "p",
+            "added_in_v3": {"a": 1},
+            "samples": [{"name": "x", "value": 2.0, "exemplar": {"trace": "t"}}],
+        }
+    )
+    assert decode(newer, MetricBatch).v == 3
+    old = msgspec.json.decode(newer, type=MetricBatchV1)
+    assert (old.host, old.samples[0].value) == ("h", 2.0)
+    # And what this version writes, a v1-only reader still understands.
+    assert msgspec.json.decode(encode(BATCH), type=MetricBatchV1).samples[1].value == 1234.5
+
+
+def test_new_fields_have_defaults_so_new_decoders_read_old_messages() -> None:
+    oldest = b'{"host":"h","plugin":"p","status":"ok"}'
+    report = decode(oldest, HealthReport)
+    assert (report.instance, report.message, report.samples, report.ts) == ("", "", 0, None)
+
+
+@pytest.mark.parametrize("content_type", [JSON, MSGPACK])
+def test_payload_size_is_limited_before_decoding(content_type: str) -> None:
+    big = MetricBatch("h", "p", [Sample("x", 1.0, {"k": "v" * 200}) for _ in range(6000)])
+    data = encode(big, content_type)
+    assert len(data) > MAX_PAYLOAD_BYTES
+    with pytest.raises(DecodeError) as err:
+        decode(data, MetricBatch, content_type)
+    assert err.value.reason == "too_large" and str(MAX_PAYLOAD_BYTES) in str(err.value)
+    assert decode(data, MetricBatch, content_type, max_bytes=len(data)).samples[0].name == "x"
+
+
+def test_content_type_picks_the_codec_and_unknown_ones_are_refused() -> None:
+    assert media_type("application/x-msgpack") == MSGPACK
+    assert media_type("application/json; charset=utf-8") == JSON
+    assert media_type(None) == JSON
+    assert decode(encode(BATCH, MSGPACK), MetricBatch, "application/vnd.msgpack") == BATCH
+    with pytest.raises(DecodeError) as err:
+        decode(encode(BATCH), MetricBatch, "text/xml")
+    assert err.value.reason == "unsupported_content_type"
 
 
 def test_naive_timestamps_are_rejected() -> None:
@@ -72,32 +128,97 @@ def test_malformed_and_invalid_have_distinct_reasons() -> None:
     assert "samples[0].value" in str(invalid.value)
 
 
-def test_split_batch_keeps_good_samples_and_names_each_rejection() -> None:
-    now = 1_795_000_000.0
-    batch = MetricBatch(
-        host="h",
-        plugin="p",
-        samples=[
-            Sample("fine", 1.0),
-            Sample("nan_value", math.nan),
-            Sample("9starts_with_digit", 1.0),
-            Sample("future", 1.0, ts=now + 3600),
-            Sample("lbl", 1.0, labels={"bad key": "v"}),
-        ],
-    )
-    good, bad = split_batch(batch, now, now=now)
-    assert [s.name for s, _ in good] == ["fine"]
-    assert [(b.index, b.reason) for b in bad] == [
-        (1, "non_finite"),
-        (2, "bad_name"),
-        (3, "ts_in_future"),
-        (4, "bad_label"),
-    ]
+CASES = [
+    (Sample("fine", 1.0), None),
+    (Sample("9starts_with_digit", 1.0), "bad_name"),
+    (Sample("has space", 1.0), "bad_name"),
+    (Sample("n" * (MAX_NAME_LEN + 1), 1.0), "name_too_long"),
+    (Sample("n" * MAX_NAME_LEN, 1.0), None),
+    (Sample("nan_value", math.nan), "non_finite"),
+    (Sample("inf_value", -math.inf), "non_finite"),
+    (Sample("labels", 1.0, {f"k{i}": "v" for i in range(MAX_LABELS + 1)}), "too_many_labels"),
+    (Sample("labels", 1.0, {f"k{i}": "v" for i in range(MAX_LABELS)}), None),
+    (Sample("lbl", 1.0, labels={"bad key": "v"}), "bad_label_name"),
+    (Sample("lbl", 1.0, labels={"k" * (MAX_NAME_LEN + 1): "v"}), "bad_label_name"),
+    (Sample("lbl", 1.0, labels={"k": "v" * (MAX_LABEL_VALUE_LEN + 1)}), "label_value_too_long"),
+    (Sample("lbl", 1.0, labels={"k": "v" * MAX_LABEL_VALUE_LEN}), None),
+    (Sample("future", 1.0, ts=NOW + 3600), "ts_in_future"),
+    (Sample("skew", 1.0, ts=NOW + 60), None),
+    (Sample("ancient", 1.0, ts=-1.0), "ts_before_epoch"),
+    (Sample("ancient", 1.0, ts=datetime(1969, 12, 31, tzinfo=UTC)), "ts_before_epoch"),
+]
+
+
+@pytest.mark.parametrize(("sample", "reason"), CASES)
+def test_each_sample_limit_has_its_own_reason(sample: Sample, reason: str | None) -> None:
+    good, bad = split_batch(MetricBatch("h", "p", [Sample("ok", 1.0), sample]), NOW, now=NOW)
+    assert [(b.index, b.reason) for b in bad] == ([] if reason is None else [(1, reason)])
+    assert len(good) == (2 if reason is None else 1)
+    if reason is not None:
+        assert reason in REASONS and sample.name[:20] in bad[0].message
+
+
+def test_non_finite_survives_msgpack_and_is_rejected() -> None:
+    raw = encode(MetricBatch("h", "p", [Sample("x", math.nan)]), MSGPACK)
+    _, bad = split_batch(decode(raw, MetricBatch, MSGPACK), NOW, now=NOW)
+    assert [b.reason for b in bad] == ["non_finite"]
+
+
+def test_non_finite_health_duration_is_rejected_when_decoded() -> None:
+    raw = encode(HealthReport("h", "p", "ok", duration_ms=math.inf), MSGPACK)
+    with pytest.raises(DecodeError) as err:
+        decode(raw, HealthReport, MSGPACK)
+    assert err.value.reason == "non_finite"
+
+
+def test_too_many_samples_rejects_the_whole_batch() -> None:
+    batch = MetricBatch("h", "p", [Sample("x", float(i)) for i in range(MAX_SAMPLES + 1)])
+    good, bad = split_batch(batch, NOW, now=NOW)
+    assert good == [] and [(b.index, b.reason) for b in bad] == [(-1, "too_many_samples")]
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"),
+    [(NOW + 86400, "ts_in_future"), (-5.0, "ts_before_epoch"), (NOW - 86400 * 365, None)],
+)
+def test_batch_timestamp_is_checked_once(ts: float, reason: str | None) -> None:
+    good, bad = split_batch(MetricBatch("h", "p", [Sample("x", 1.0)], ts=ts), ts, now=NOW)
+    assert [(b.index, b.reason) for b in bad] == ([] if reason is None else [(-1, reason)])
+    assert len(good) == (1 if reason is None else 0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "type_", "reason"),
+    [
+        (b'{"host":"h","plugin":"p","kind":"bad kind!"}', Event, "bad_name"),
+        (b'{"host":"h","plugin":"p","kind":"k","ts":4102444800}', Event, "ts_in_future"),
+        (b'{"host":"h","plugin":"p","status":"ok","ts":-1}', HealthReport, "ts_before_epoch"),
+        (b'{"host":"h","plugin":"p","status":"fine"}', HealthReport, "invalid"),
+        (b'{"host":"h","plugin":"p","kind":"k","severity":"loud"}', Event, "invalid"),
+    ],
+)
+def test_events_and_health_reports_are_checked_when_decoded(
+    raw: bytes, type_: type[Event], reason: str
+) -> None:
+    with pytest.raises(DecodeError) as err:
+        decode(raw, type_, now=NOW)
+    assert err.value.reason == reason
+
+
+def test_reason_codes_are_subject_tokens() -> None:
+    assert all(token(r) == r and r == r.lower() for r in REASONS)
 
 
 def test_tokens_are_sanitised_not_rejected() -> None:
     assert token("My.NAS box") == "My_NAS_box"
     assert token("") == "_"
+
+
+def test_settings_key_names_the_default_instance() -> None:
+    assert settings_key("nas.lan", "ups") == "nas_lan.ups._"
+    assert settings_key("nas", "ups", "rack 2") == "nas.ups.rack_2"
+    value = PluginSettings(interval_s=5.0, revision=2)
+    assert decode(encode(value), PluginSettings) == value
 
 
 def test_sample_is_immutable() -> None:
@@ -108,3 +229,27 @@ def test_sample_is_immutable() -> None:
 def test_msgpack_and_json_differ_on_the_wire() -> None:
     assert encode(BATCH, MSGPACK) != encode(BATCH, JSON)
     assert msgspec.json.decode(encode(BATCH, JSON))["samples"][1]["kind"] == "counter"
+
+
+def test_encode_refuses_unknown_content_types() -> None:
+    with pytest.raises(ValueError, match="text/xml"):
+        encode(BATCH, "text/xml")
+
+
+def test_checked_in_json_schemas_match_the_structs() -> None:
+    assert schema_files.drift() == [], "run: python -m schemas.jsonschema"
+
+
+def test_schema_drift_is_detected_and_rewritten(tmp_path: Path) -> None:
+    assert schema_files.write(tmp_path) == sorted(schema_files.generate())
+    (tmp_path / "metric_batch.json").write_text("{}\n")
+    (tmp_path / "retired.json").write_text("{}\n")
+    assert schema_files.drift(tmp_path) == ["metric_batch.json", "retired.json"]
+    assert schema_files.main(["--check", "--dir", str(tmp_path)]) == 1
+    assert schema_files.main(["--dir", str(tmp_path)]) == 0
+    assert schema_files.drift(tmp_path) == []
+
+
+def test_future_clock_is_the_receivers() -> None:
+    soon = datetime.fromtimestamp(NOW, UTC) + timedelta(seconds=200)
+    assert split_batch(MetricBatch("h", "p", [Sample("x", 1.0, ts=soon)]), NOW, now=NOW)[1] == []

@@ -1,0 +1,196 @@
+"""The Plugin base, its config, the runner's reporting and the test helpers, without servers."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from schemas import PluginInfo, decode, encode
+from sdk import ConfigError, Health, Metric, Plugin, Sink
+from sdk.check import check, check_metadata
+from sdk.runner import collect_once
+from sdk.testing import MemorySink, collect, run
+
+
+class UpsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    server: str = "127.0.0.1:3493"
+    ups: list[str] = []
+    timeout_s: float = 2.0
+
+
+class Ups(Plugin):
+    id = "ups"
+    name = "UPS"
+    version = "1.0.0"
+    description = "Load and charge of UPSes"
+    author = "tests"
+    category = "power"
+    tags = ("ups",)
+    Config = UpsConfig
+    metrics = (
+        Metric("ups_load_percent", "percent", "gauge", "Output load"),
+        Metric("ups_output_wh", "wh", "counter", "Energy delivered"),
+    )
+
+    def __init__(self, config: msgspec.Struct | None = None, *, instance: str = "") -> None:
+        super().__init__(config, instance=instance)
+        self.state: Health | None = None
+        self.fail: BaseException | None = None
+        self.labels: dict[str, str] = {"ups": "apc"}
+
+    def collect(self, sink: Sink) -> None:
+        if self.fail is not None:
+            raise self.fail
+        sink.add("ups_load_percent", 41, self.labels)
+        sink.add("ups_output_wh", 1234.5, self.labels)
+
+    def health(self) -> Health | None:
+        return self.state
+
+
+def test_config_from_plain_data_is_typed_and_unknown_keys_are_named() -> None:
+    config = Ups.parse_config({"server": "nut:3493", "ups": ["a", "b"]})
+    assert config == UpsConfig(server="nut:3493", ups=["a", "b"])
+    with pytest.raises(ConfigError, match="unknown key 'sever'"):
+        Ups.parse_config({"sever": "x"})
+    with pytest.raises(ConfigError, match=r"\$\.timeout_s"):
+        Ups.parse_config({"timeout_s": "soon"})
+
+
+def test_config_file_errors_name_the_file_or_the_key(tmp_path: Path) -> None:
+    good = tmp_path / "ups.toml"
+    good.write_text('server = "10.0.0.2:3493"\nups = ["rack"]\n')
+    assert Ups.load_config(good) == UpsConfig("10.0.0.2:3493", ["rack"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("server = \n")
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
+        Ups.load_config(bad)
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        Ups.load_config(tmp_path / "missing.toml")
+
+
+def test_a_config_of_the_wrong_type_is_refused() -> None:
+    class Other(msgspec.Struct):
+        x: int = 1
+
+    with pytest.raises(TypeError, match="UpsConfig"):
+        Ups(Other())
+
+
+def test_info_carries_metadata_metrics_and_config_schema() -> None:
+    info = Ups.info()
+    assert (info.id, info.version, info.category, info.tags) == ("ups", "1.0.0", "power", ["ups"])
+    assert [(m.name, m.kind) for m in info.metrics] == [
+        ("ups_load_percent", "gauge"),
+        ("ups_output_wh", "counter"),
+    ]
+    props = info.config_schema["$defs"]["UpsConfig"]["properties"]
+    assert props["server"] == {"type": "string", "default": "127.0.0.1:3493"}
+    assert decode(encode(info), PluginInfo) == info
+
+
+async def test_a_good_run_is_a_batch_and_an_ok_report() -> None:
+    result = await collect_once(Ups(instance="rack"), "nas", 5.0)
+    assert result.batch is not None and result.report.status == "ok"
+    assert result.batch.instance == "rack" and result.report.samples == 2
+    assert [s.unit for s in result.batch.samples] == ["percent", "wh"]
+    assert result.seq == pytest.approx(time.time() * 1000, abs=60_000)
+
+
+async def test_a_failing_collect_becomes_an_error_report_never_data() -> None:
+    plugin = Ups()
+    plugin.fail = ConnectionRefusedError("upsd is down")
+    result = await collect_once(plugin, "nas", 5.0)
+    assert result.batch is None
+    assert (result.report.status, result.report.samples) == ("error", 0)
+    assert result.report.message == "ConnectionRefusedError: upsd is down"
+
+
+async def test_a_hanging_collect_times_out_into_an_error_report() -> None:
+    class Slow(Ups):
+        def collect(self, sink: Sink) -> None:
+            time.sleep(0.5)
+
+    result = await collect_once(Slow(), "nas", 0.05)
+    assert result.report.status == "error" and "timed out" in result.report.message
+
+
+async def test_plugin_health_degrades_the_report_but_keeps_the_data() -> None:
+    plugin = Ups()
+    plugin.state = Health("degraded", "on battery")
+    result = await run(plugin)
+    assert (result.report.status, result.report.message) == ("degraded", "on battery")
+    assert result.batch is not None and len(result.batch.samples) == 2
+
+
+def test_memory_sink_answers_by_name_and_labels() -> None:
+    sink = collect(Ups())
+    assert isinstance(sink, MemorySink)
+    assert sink.names() == {"ups_load_percent", "ups_output_wh"}
+    assert sink.value("ups_load_percent", {"ups": "apc"}) == 41.0
+    with pytest.raises(LookupError, match="0 samples"):
+        sink.value("ups_load_percent", {"ups": "other"})
+
+
+def test_check_passes_a_good_plugin() -> None:
+    assert check(Ups) == []
+
+
+def test_check_names_every_metadata_problem() -> None:
+    class Sloppy(Plugin):
+        id = "Bad Id"
+        version = "one"
+        metrics = (Metric("ok_metric", "s"), Metric("ok_metric", "s"), Metric("9bad", "s"))
+
+        def collect(self, sink: Sink) -> None:
+            sink.add("ok_metric", 1)
+
+    errors = {(f.what, f.message.split(" ")[0]) for f in check(Sloppy) if f.level == "error"}
+    assert ("id", "'Bad") in errors
+    assert ("version", "'one'") in errors
+    assert ("name", "is") in errors and ("description", "is") in errors
+    assert ("metric 'ok_metric'", "declared") in errors
+    assert any(what == "metric '9bad'" for what, _ in errors)
+
+
+def test_check_runs_collect_and_applies_the_wire_limits() -> None:
+    class Leaky(Ups):
+        def collect(self, sink: Sink) -> None:
+            sink.add("ups_load_percent", math.nan)
+            sink.add("ups_output_wh", 1.0, {"bad label": "x"})
+
+    found = [str(f) for f in check(Leaky)]
+    assert found == [
+        "error: sample 0 (ups_load_percent): value nan is not finite",
+        "error: sample 1 (ups_output_wh): label name 'bad label' is not allowed",
+    ]
+
+
+def test_check_reports_a_failing_collect() -> None:
+    class Broken(Ups):
+        def collect(self, sink: Sink) -> None:
+            raise PermissionError("/dev/ups0")
+
+    assert [str(f) for f in check(Broken)] == ["error: collect: PermissionError: /dev/ups0"]
+
+
+def test_check_metadata_warns_about_a_lenient_config() -> None:
+    class Lenient(msgspec.Struct):
+        x: int = 1
+
+    class P(Plugin):
+        id = "lenient"
+        name = "Lenient"
+        description = "takes any key"
+        author = "tests"
+        Config = Lenient
+        metrics = (Metric("x", "", "gauge", "x"),)
+
+        def collect(self, sink: Sink) -> None:
+            sink.add("x", 1)
+
+    assert [(f.level, f.what) for f in check_metadata(P)] == [("warning", "Config")]
