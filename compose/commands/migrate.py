@@ -3,7 +3,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from compose import migrate
 from compose.settings import Settings, endpoints
 
 NAME = "migrate"
@@ -16,6 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from compose import migrate  # alembic and SQLAlchemy: loaded only by this command
+
     ep = endpoints(settings)
     action = args.action or "upgrade"
     if action == "current":
