@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -25,6 +26,12 @@ class SeriesKey:
     labels: str  # canonical JSON
 
 
+# (host, plugin, instance, name, *label items in the producer's order): built without sorting;
+# two orders of the same labels are two keys for the same id.
+FastKey = tuple[Any, ...]
+Unresolved = list[tuple[int, FastKey, "SeriesSpec"]]
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesSpec:
     key: SeriesKey
@@ -41,28 +48,39 @@ RETURNING id, host, plugin, instance, name, labels::text
 """
 
 
+def _order(spec: SeriesSpec) -> tuple[str, str, str, str, str]:
+    k = spec.key
+    return (k.host, k.plugin, k.instance, k.name, k.labels)
+
+
 class Catalogue:
-    """Resolves series identities to ids; safe when several workers create one series at once."""
+    """Resolves series identities to ids; safe when several workers create one series at once.
+
+    Ids learnt inside a transaction enter the cache only through ``learn`` after the commit, so
+    a rolled-back insert never leaves an id behind.
+    """
 
     def __init__(self) -> None:
         self._ids: dict[SeriesKey, int] = {}
+        self.fast: dict[FastKey, int] = {}
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def cached(self, key: SeriesKey) -> int | None:
-        return self._ids.get(key)
-
-    async def resolve(self, conn: asyncpg.Connection, specs: Iterable[SeriesSpec]) -> None:
-        """Make sure every spec has an id in the cache: one round trip for all the new ones."""
+    async def resolve(
+        self, conn: asyncpg.Connection, specs: Iterable[SeriesSpec]
+    ) -> dict[SeriesKey, int]:
+        """Ids of every spec: one round trip creates or finds all the uncached ones."""
+        found: dict[SeriesKey, int] = {}
         missing: dict[SeriesKey, SeriesSpec] = {}
         for spec in specs:
-            if spec.key not in self._ids and spec.key not in missing:
+            sid = self._ids.get(spec.key)
+            if sid is not None:
+                found[spec.key] = sid
+            elif spec.key not in missing:
                 missing[spec.key] = spec
         if not missing:
-            return
+            return found
         columns: list[list[str]] = [[], [], [], [], [], [], []]
-        for spec in missing.values():
+        # Sorted, so that two workers creating the same series lock rows in the same order.
+        for spec in sorted(missing.values(), key=_order):
             k = spec.key
             for column, value in zip(
                 columns,
@@ -70,16 +88,26 @@ class Catalogue:
                 strict=True,
             ):
                 column.append(value)
-        rows = await conn.fetch(_UPSERT, *columns)
-        for row in rows:
-            key = SeriesKey(
-                row["host"],
-                row["plugin"],
-                row["instance"],
-                row["name"],
-                canonical_labels(json.loads(row["labels"])),
-            )
-            self._ids[key] = row["id"]
+        for row in await conn.fetch(_UPSERT, *columns):
+            labels = canonical_labels(json.loads(row["labels"]))
+            key = SeriesKey(row["host"], row["plugin"], row["instance"], row["name"], labels)
+            found[key] = row["id"]
+        return found
 
-    def id_of(self, key: SeriesKey) -> int:
-        return self._ids[key]
+    async def fill(
+        self, conn: asyncpg.Connection, rows: list[Any], unresolved: Unresolved
+    ) -> dict[SeriesKey, int]:
+        """Put series ids into the rows listed in ``unresolved``; returns what to ``learn``."""
+        if not unresolved:
+            return {}
+        ids = await self.resolve(conn, (spec for _, _, spec in unresolved))
+        for index, _, spec in unresolved:
+            ts, _, value = rows[index]
+            rows[index] = (ts, ids[spec.key], value)
+        return ids
+
+    def learn(self, ids: Mapping[SeriesKey, int], unresolved: Unresolved) -> None:
+        """Cache ids once the transaction that created them has committed."""
+        self._ids.update(ids)
+        for _, fast_key, spec in unresolved:
+            self.fast[fast_key] = ids[spec.key]

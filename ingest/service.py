@@ -1,100 +1,103 @@
-"""The ingest worker: fetch a batch, decode, write, commit, refresh Valkey, then ack."""
+"""The ingest worker: pull from the shared durable consumers and feed the pipeline.
+
+Lifecycle as in arq: ``start()`` connects and creates or updates streams and consumers;
+``run()`` pulls until ``stop()``; the batch in hand is committed and acked first; ``close()``
+drains. Several workers (processes) bind the same durable consumers and share the work.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import asyncpg
-import msgspec
 import valkey.asyncio as valkey
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from valkey.exceptions import ValkeyError
+from nats.js.errors import Error as JetStreamError
 
 from compose.connect import connect_nats, pg_pool, valkey_client
 from compose.settings import Endpoints, Settings
-from ingest.cache import write_latest
-from ingest.catalogue import Catalogue, SeriesKey, SeriesSpec, canonical_labels
+from ingest.cache import LatestCache
+from ingest.pipeline import Pipeline, Stats, Stopped
+from ingest.report import Reporter
 from ingest.streams import DURABLE, ensure_consumers, ensure_streams
-from ingest.writer import Row, write_samples
-from schemas import (
-    MSGPACK,
-    DecodeError,
-    Event,
-    HealthReport,
-    MetricBatch,
-    decode,
-    split_batch,
-    token,
-)
-from schemas.api import LatestValue
+from sdk import Publisher
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class Stats:
-    batches: int = 0
-    messages: int = 0
-    samples: int = 0
-    dead_lettered: int = 0
-    redelivered: int = 0
-    valkey_failures: int = 0
-
-
-@dataclass(slots=True)
-class Work:
-    """What one fetch turns into before the commit."""
-
-    rows: list[Row] = field(default_factory=list)
-    latest: list[LatestValue] = field(default_factory=list)
-    specs: list[tuple[SeriesSpec, datetime, float]] = field(default_factory=list)
-    runs: list[tuple[datetime, str, str, str, str, str, float, int]] = field(default_factory=list)
-    events: list[tuple[datetime, str, str, str, str, str, str, str]] = field(default_factory=list)
-    dead: list[tuple[Msg, str, str]] = field(default_factory=list)
-
-
-def _ts(value: datetime | float | None, fallback: datetime) -> datetime:
-    if value is None:
-        return fallback
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromtimestamp(value, UTC)
+# nats-py's fetch(n), once a first message arrived on a waiting pull, keeps waiting for all n
+# until its timeout. So: with a backlog, fetch(n) (what is stored comes at once); caught up,
+# fetch(1) with a long wait (returns on the first message), then what else is there within
+# FETCH_LINGER_S. Latency stays in milliseconds and an idle worker polls once a second.
+FETCH_WAIT_S = 1.0
+FETCH_LINGER_S = 0.01
 
 
 class Ingest:
     """One ingest worker on the shared durable consumers."""
 
-    def __init__(self, settings: Settings, ep: Endpoints, *, fetch: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ep: Endpoints,
+        *,
+        fetch: int | None = None,
+        pullers: int | None = None,
+        name: str = "w0",
+        report_interval: float | None = None,
+    ) -> None:
+        pullers = settings.ingest_pullers if pullers is None else pullers
+        if pullers < 1:
+            raise ValueError("an ingest worker needs at least one puller")
         self.settings = settings
         self.ep = ep
         self.fetch = fetch or settings.ingest_fetch
-        self.root = settings.subjects.root
-        self.catalogue = Catalogue()
-        self.stats = Stats()
+        if self.fetch < 1 or self.fetch >= settings.ingest_max_ack_pending:
+            raise ValueError("fetch must be at least 1 and below ingest_max_ack_pending")
+        # Two pullers on the metrics consumer: one decodes while the other waits on COPY.
+        self.pullers = pullers
+        self.name = name
+        self.report_interval = (
+            settings.ingest_report_interval_s if report_interval is None else report_interval
+        )
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._pool: asyncpg.Pool | None = None
         self._valkey: valkey.Valkey | None = None
+        self._cache: LatestCache | None = None
+        self._pipeline: Pipeline | None = None
         self._stopping = asyncio.Event()
-        self._encoder = msgspec.json.Encoder()
+
+    @property
+    def stats(self) -> Stats:
+        assert self._pipeline is not None, "start() first"
+        return self._pipeline.stats
+
+    @property
+    def cache(self) -> LatestCache:
+        assert self._cache is not None, "start() first"
+        return self._cache
 
     async def start(self) -> None:
-        self._nc = await connect_nats(self.ep, "unity-ingest")
+        self._nc = await connect_nats(self.ep, f"unity-ingest-{self.name}")
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, self.settings)
         await ensure_consumers(self._js, self.settings)
-        self._pool = await pg_pool(self.ep, max_size=2)
+        self._pool = await pg_pool(self.ep, max_size=self.pullers + 2)
         self._valkey = valkey_client(self.ep)
+        self._cache = LatestCache(self._valkey, self.settings.subjects.root)
+        self._pipeline = Pipeline(self.settings, self._js, self._pool, self._cache)
 
     async def stop(self) -> None:
+        """Stop fetching; the batch in hand is still committed and acked."""
         self._stopping.set()
+        if self._pipeline is not None:
+            self._pipeline.stopping.set()
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -105,172 +108,92 @@ class Ingest:
             await self._valkey.aclose()
 
     async def run(self) -> None:
-        """Pull and process until stop(); the batch in hand is finished and acked first."""
+        """Pull and process until stop()."""
         assert self._js is not None, "start() first"
         subjects = self.settings.subjects
         subs = [
-            await self._js.pull_subscribe_bind(durable=DURABLE, stream=subjects.metrics_stream),
-            await self._js.pull_subscribe_bind(durable=DURABLE, stream=subjects.events_stream),
+            await self._js.pull_subscribe_bind(durable=DURABLE, stream=subjects.metrics_stream)
+            for _ in range(self.pullers)
         ]
+        subs.append(
+            await self._js.pull_subscribe_bind(durable=DURABLE, stream=subjects.events_stream)
+        )
+        tasks = [asyncio.create_task(self._pull(sub)) for sub in subs]
+        if self.report_interval > 0:
+            tasks.append(asyncio.create_task(self._report(subs[0], subs[-1])))
         try:
-            await asyncio.gather(*(self._pull(sub) for sub in subs))
+            await asyncio.gather(*tasks)
         finally:
+            for task in tasks:
+                task.cancel()
             for sub in subs:
-                await sub.unsubscribe()
+                with contextlib.suppress(NatsError):
+                    await sub.unsubscribe()
+
+    async def _next(self, sub: JetStreamContext.PullSubscription, backlog: bool) -> list[Msg]:
+        if backlog or self.fetch == 1:
+            return await sub.fetch(self.fetch, timeout=FETCH_WAIT_S)
+        msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+        with contextlib.suppress(NatsTimeoutError, TimeoutError):
+            msgs += await sub.fetch(self.fetch - 1, timeout=FETCH_LINGER_S)
+        return msgs
 
     async def _pull(self, sub: JetStreamContext.PullSubscription) -> None:
+        assert self._pipeline is not None
         backoff = 0.5
+        backlog = True
         while not self._stopping.is_set():
             try:
-                msgs = await sub.fetch(self.fetch, timeout=1.0)
+                msgs = await self._next(sub, backlog)
             except (NatsTimeoutError, TimeoutError):
+                backlog = False
                 continue
             except NatsError as exc:
                 log.warning("fetch failed: %s", exc)
                 await asyncio.sleep(backoff)
                 continue
-            while True:
-                try:
-                    await self.process(msgs)
-                except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                    # Nothing was acked: keep the batch, wait, try again (ack wait is long).
-                    log.warning("database write failed (%s); retrying in %.1fs", exc, backoff)
-                    for msg in msgs:
-                        await msg.in_progress()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
-                else:
-                    backoff = 0.5
-                    break
-
-    async def process(self, msgs: list[Msg]) -> None:
-        """Decode, commit, update Valkey, dead-letter the rejects, then ack every message."""
-        assert self._pool is not None and self._js is not None
-        work = Work()
-        for msg in msgs:
-            self._decode_into(msg, work)
-        async with self._pool.acquire() as conn, conn.transaction():
-            if work.specs:
-                await self.catalogue.resolve(conn, (s for s, _, _ in work.specs))
-                for spec, ts, value in work.specs:
-                    work.rows.append((ts, self.catalogue.id_of(spec.key), value))
-                await write_samples(conn, work.rows)
-            if work.runs:
-                await conn.executemany(
-                    "INSERT INTO plugin_runs (time, host, plugin, instance, status, message,"
-                    " duration_ms, samples) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                    " ON CONFLICT ON CONSTRAINT plugin_runs_identity DO NOTHING",
-                    work.runs,
-                )
-            if work.events:
-                await conn.executemany(
-                    "INSERT INTO events (time, host, plugin, instance, kind, severity, message,"
-                    " data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)"
-                    " ON CONFLICT ON CONSTRAINT events_identity DO NOTHING",
-                    work.events,
-                )
-        # Dead letters before acks: the original is acked only once its DLQ copy is stored.
-        for msg, reason, message in work.dead:
-            await self._dead_letter(msg, reason, message)
-        await self._refresh_cache(work.latest)
-        for msg in msgs:
-            await msg.ack()
-        self.stats.batches += 1
-        self.stats.messages += len(msgs)
-        self.stats.samples += len(work.rows)
-
-    def _decode_into(self, msg: Msg, work: Work) -> None:
-        meta = msg.metadata
-        if meta.num_delivered > 1:
-            self.stats.redelivered += 1
-        published = meta.timestamp or datetime.now(UTC)
-        content_type = (msg.headers or {}).get("Content-Type")
-        parts = msg.subject.split(".")
-        kind = parts[1] if len(parts) > 1 else ""
-        try:
-            if kind == "metrics":
-                self._batch_into(decode(msg.data, MetricBatch, content_type), msg, published, work)
-            elif kind == "health":
-                h = decode(msg.data, HealthReport, content_type)
-                work.runs.append(
-                    (
-                        _ts(h.ts, published),
-                        token(h.host),
-                        token(h.plugin),
-                        h.instance,
-                        h.status,
-                        h.message,
-                        h.duration_ms,
-                        h.samples,
-                    )
-                )
-            elif kind == "events":
-                e = decode(msg.data, Event, content_type)
-                work.events.append(
-                    (
-                        _ts(e.ts, published),
-                        token(e.host),
-                        token(e.plugin),
-                        e.instance,
-                        e.kind,
-                        e.severity,
-                        e.message,
-                        self._encoder.encode(e.data).decode(),
-                    )
-                )
+            backlog = len(msgs) >= self.fetch
+            if not msgs:
+                continue
+            try:
+                await self._pipeline.process(msgs)
+            except Stopped as exc:
+                log.warning("%s; %d message(s) will be redelivered", exc, len(msgs))
+                return
+            except (asyncpg.PostgresError, JetStreamError) as exc:
+                # Not transient and not about one message (say a missing table): keep the
+                # process up; the batch is redelivered after the ack wait.
+                log.error("batch failed (%s: %s); not acked", type(exc).__name__, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
             else:
-                work.dead.append((msg, "unknown_subject", f"no handler for {msg.subject}"))
-        except DecodeError as exc:
-            work.dead.append((msg, exc.reason, str(exc)))
+                backoff = 0.5
 
-    def _batch_into(self, batch: MetricBatch, msg: Msg, published: datetime, work: Work) -> None:
-        batch_ts = _ts(batch.ts, published)
-        good, bad = split_batch(batch, batch_ts.timestamp())
-        host, plugin = token(batch.host), token(batch.plugin)
-        for sample, epoch in good:
-            labels = canonical_labels(sample.labels)
-            key = SeriesKey(host, plugin, batch.instance, sample.name, labels)
-            ts = batch_ts if sample.ts is None else datetime.fromtimestamp(epoch, UTC)
-            work.specs.append((SeriesSpec(key, sample.unit, sample.kind), ts, sample.value))
-            work.latest.append(
-                LatestValue(
-                    host=host,
-                    plugin=plugin,
-                    instance=batch.instance,
-                    name=sample.name,
-                    labels=sample.labels,
-                    unit=sample.unit,
-                    kind=sample.kind,
-                    value=sample.value,
-                    ts=ts,
-                )
+    async def _report(
+        self, metrics: JetStreamContext.PullSubscription, events: JetStreamContext.PullSubscription
+    ) -> None:
+        assert self._js is not None and self._pipeline is not None and self._cache is not None
+        publisher = Publisher(self._js, self.settings.subjects, max_buffered=100)
+        reporter = Reporter(self.settings.host, self.name)
+        subjects = self.settings.subjects
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.report_interval)
+            if self._stopping.is_set():
+                return
+            # A quiet period still gets the values that wait for Valkey written.
+            await self._cache.update(())
+            pending: dict[str, tuple[int, int]] = {}
+            streams = ((subjects.metrics_stream, metrics), (subjects.events_stream, events))
+            for stream, sub in streams:
+                try:
+                    info = await sub.consumer_info()
+                except (NatsError, JetStreamError, TimeoutError) as exc:
+                    log.warning("consumer info of %s failed: %s", stream, exc)
+                    continue
+                pending[stream] = (info.num_pending or 0, info.num_ack_pending or 0)
+            batch, report = reporter.batch(
+                self._pipeline.stats, pending, self._cache.failures, self._cache.waiting
             )
-        if bad:
-            reason = bad[0].reason if len({b.reason for b in bad}) == 1 else "bad_samples"
-            work.dead.append((msg, reason, "; ".join(b.message for b in bad)[:2000]))
-
-    async def _dead_letter(self, msg: Msg, reason: str, message: str) -> None:
-        assert self._js is not None
-        meta = msg.metadata
-        headers = {
-            "Unity-Reason": reason,
-            "Unity-Error": message.replace("\n", " ")[:2000],
-            "Unity-Subject": msg.subject,
-            "Unity-Stream-Seq": str(meta.sequence.stream),
-            "Nats-Msg-Id": f"dlq:{meta.stream}:{meta.sequence.stream}",
-        }
-        if (msg.headers or {}).get("Content-Type") == MSGPACK:
-            headers["Content-Type"] = MSGPACK
-        await self._js.publish(self.settings.subjects.dlq(reason), msg.data, headers=headers)
-        self.stats.dead_lettered += 1
-        log.info("dead-lettered %s from %s: %s", reason, msg.subject, message)
-
-    async def _refresh_cache(self, latest: list[LatestValue]) -> None:
-        if not latest or self._valkey is None:
-            return
-        try:
-            await write_latest(self._valkey, self.root, latest)
-        except (ValkeyError, OSError) as exc:
-            # Valkey is a cache: PostgreSQL has the data, the next batch refreshes it.
-            self.stats.valkey_failures += 1
-            log.warning("valkey update failed: %s", exc)
+            await publisher.publish_batch(batch)
+            await publisher.publish_health(report, batch.seq)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -64,23 +66,60 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
             await js.update_stream(config)
 
 
-def consumer_config(settings: Settings, filter_subject: str) -> ConsumerConfig:
+def ingest_filters(settings: Settings) -> dict[str, list[str]]:
+    """What the ingest consumer reads from each stream (alerts are not ingest's to store)."""
+    subjects = settings.subjects
+    root = subjects.root
+    return {
+        subjects.metrics_stream: [f"{root}.metrics.>", f"{root}.lp.>"],
+        subjects.events_stream: [f"{root}.events.>", f"{root}.health.>"],
+    }
+
+
+def stream_for(settings: Settings, subject_filter: str) -> list[str]:
+    """The ingest streams whose subjects a filter like ``unity.metrics.h1.>`` can match."""
+    parts = subject_filter.split(".")
+    kind = parts[1] if len(parts) > 1 else ">"
+    return [
+        stream
+        for stream, filters in ingest_filters(settings).items()
+        if kind in (">", "*") or any(f.split(".")[1] == kind for f in filters)
+    ]
+
+
+def consumer_config(settings: Settings, filter_subjects: list[str]) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=DURABLE,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
+        # Longer than the slowest commit; batches that take long also send in_progress().
         ack_wait=settings.ingest_ack_wait_s,
         # The default of 1000 silently stalls large fetches (DESIGN §10).
         max_ack_pending=settings.ingest_max_ack_pending,
         max_deliver=-1,
-        filter_subject=filter_subject,
+        filter_subjects=filter_subjects,
         max_waiting=512,
     )
 
 
 async def ensure_consumers(js: JetStreamContext, settings: Settings) -> None:
-    root = settings.subjects.root
-    await js.add_consumer(
-        settings.subjects.metrics_stream, consumer_config(settings, f"{root}.metrics.>")
+    """Create the durable consumers, or update an existing one to this exact config."""
+    for stream, filters in ingest_filters(settings).items():
+        await js.add_consumer(stream, consumer_config(settings, filters))
+
+
+def replay_config(
+    since: datetime, subject_filter: str | None, settings: Settings, stream: str
+) -> ConsumerConfig:
+    """A temporary consumer that starts at ``since``; the server removes it when idle."""
+    filters = [subject_filter] if subject_filter else ingest_filters(settings)[stream]
+    return ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=since,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ingest_ack_wait_s,
+        max_ack_pending=settings.ingest_max_ack_pending,
+        filter_subjects=filters,
+        inactive_threshold=300.0,
+        mem_storage=True,
     )
-    await js.add_consumer(settings.subjects.events_stream, consumer_config(settings, f"{root}.>"))

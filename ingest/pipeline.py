@@ -1,0 +1,170 @@
+"""One batch of messages from fetch to ack: decode, commit, dead-letter, refresh Valkey, ack.
+
+The order is what makes it safe: nothing is acked before its rows are committed and any DLQ
+copy is stored by JetStream. A crash anywhere before the ack means redelivery, and the writer
+turns redelivery into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import Error as JetStreamError
+
+from compose.settings import Settings
+from ingest.cache import LatestCache
+from ingest.catalogue import Catalogue
+from ingest.decoder import Decoder, Work
+from ingest.dlq import dead_letter
+from ingest.writer import write_work
+
+log = logging.getLogger(__name__)
+
+# Errors that say "try again later", not "this input is bad".
+TRANSIENT = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+    NatsError,
+    JetStreamError,
+    TimeoutError,
+)
+# Errors where PostgreSQL refuses the content of a message: it is isolated and dead-lettered.
+REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+@dataclass(slots=True)
+class Stats:
+    batches: int = 0
+    messages: int = 0
+    samples: int = 0
+    series_looked_up: int = 0
+    merges: int = 0
+    redelivered: int = 0
+    strings_skipped: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+    commit_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead.values())
+
+
+class Stopped(Exception):
+    """Stop was asked while a batch could not be written: it is left unacked for redelivery."""
+
+
+class Pipeline:
+    """Processes fetched batches; shared by the ingest workers and replay."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        js: JetStreamContext,
+        pool: asyncpg.Pool,
+        cache: LatestCache | None,
+        *,
+        replay: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.subjects = settings.subjects
+        self.catalogue = Catalogue()
+        self.stats = Stats()
+        self.stopping = asyncio.Event()
+        self._decoder = Decoder(self.catalogue)
+        self._js = js
+        self._pool = pool
+        self._cache = cache
+        # Replay re-reads data that ingest already saw: its rejects are in the DLQ already and
+        # its values are older than what Valkey holds, so it counts rejects and skips Valkey.
+        self._replay = replay
+
+    async def process(self, msgs: list[Msg]) -> None:
+        """Write, dead-letter, cache and ack ``msgs``; retries transient failures until stop."""
+        keep_alive = asyncio.create_task(self._keep_alive(msgs))
+        try:
+            await self._process(msgs)
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
+
+    async def _process(self, msgs: list[Msg]) -> None:
+        work = self._decoder.decode(msgs)
+        backoff = 0.5
+        while True:
+            try:
+                await self._commit(work)
+                break
+            except REFUSED as exc:
+                if len(msgs) == 1:
+                    work.dead.clear()
+                    work.reject(msgs[0], "db_refused", f"{type(exc).__name__}: {exc}")
+                    work.rows.clear()
+                    work.unresolved.clear()
+                    work.runs.clear()
+                    work.events.clear()
+                    work.newest.clear()
+                    work.seen.clear()
+                    await self._commit(work)
+                    break
+                # Find the message PostgreSQL refuses by writing them one at a time.
+                log.warning("database refused a batch (%s); writing it message by message", exc)
+                for msg in msgs:
+                    await self._process([msg])
+                return
+            except TRANSIENT as exc:
+                if self.stopping.is_set():
+                    raise Stopped(f"stopping with an unwritten batch: {exc}") from exc
+                name = type(exc).__name__
+                log.warning("write failed (%s: %s); retrying in %.1fs", name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        if self._cache is not None and not self._replay:
+            await self._cache.update(work.latest())
+        for msg in msgs:
+            await msg.ack()
+        stats = self.stats
+        stats.batches += 1
+        stats.messages += len(msgs)
+        stats.samples += len(work.rows)
+        stats.strings_skipped += work.strings_skipped
+        stats.redelivered += sum(1 for m in msgs if m.metadata.num_delivered > 1)
+
+    async def _commit(self, work: Work) -> None:
+        started = time.perf_counter()
+        async with self._pool.acquire() as conn:
+            written = await write_work(conn, self.catalogue, work)
+        self.stats.commit_seconds.append(time.perf_counter() - started)
+        self.stats.series_looked_up += written.series_looked_up
+        self.stats.merges += written.path == "merge"
+        # Dead letters before acks: the original is acked only once its DLQ copy is stored.
+        for dead in work.dead:
+            if not self._replay:
+                await dead_letter(self._js, self.subjects, dead.msg, dead.reason, dead.message)
+                subject = dead.msg.subject
+                log.info("dead-lettered %s from %s: %s", dead.reason, subject, dead.message)
+            self.stats.dead[dead.reason] += 1
+        work.dead.clear()
+
+    async def _keep_alive(self, msgs: list[Msg]) -> None:
+        """Tell JetStream the batch is still being worked on, so it is not redelivered."""
+        interval = max(self.settings.ingest_ack_wait_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            for msg in msgs:
+                await msg.in_progress()

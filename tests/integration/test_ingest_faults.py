@@ -1,0 +1,147 @@
+"""Exactly once under faults: SIGKILLed workers, two workers, replays of a stored range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Env
+from tests.integration.ingest_support import (
+    Unity,
+    assert_exactly,
+    fetchval,
+    publish_batches,
+    stored,
+    streams_ready,
+    unity_env,
+    wait_until,
+)
+from tests.integration.test_pipeline import running_ingest
+
+pytestmark = pytest.mark.slow
+
+
+async def test_sigkill_mid_batch_twice_then_every_sample_is_stored_once(
+    env: Env, tmp_path: Path
+) -> None:
+    nc, js = await streams_ready(env)
+    published = await publish_batches(js, env, 1500)
+    # Small fetches make many commits; a short ack wait brings the unacked ones back quickly.
+    child_env = unity_env(
+        env, tmp_path, ingest_fetch="20", ingest_ack_wait_s="3", ingest_report_interval_s="0"
+    )
+    seen_at_kill = []
+    for round_ in range(2):
+        ingest = Unity(child_env, tmp_path / f"ingest-{round_}.log", "ingest")
+        floor = (round_ + 1) * published.samples // 4
+
+        async def progressed(floor: int = floor, ingest: Unity = ingest) -> bool:
+            assert ingest.alive(), ingest.output()
+            return await stored(env) >= floor
+
+        await wait_until(progressed, within=120, every=0.01)
+        ingest.kill()
+        seen_at_kill.append(await stored(env))
+    # Both kills landed while work remained: the restarts had unacked batches to finish.
+    assert all(0 < n < published.samples for n in seen_at_kill), seen_at_kill
+    last = Unity(child_env, tmp_path / "ingest-last.log", "ingest")
+    try:
+
+        async def all_stored() -> bool:
+            return await stored(env) >= published.samples
+
+        await wait_until(all_stored, within=180)
+        await assert_exactly(env, published)
+    finally:
+        assert last.terminate() == 0, last.output()
+    assert "stopped" in last.output()
+    await nc.close()
+
+
+async def test_two_workers_share_the_consumer_and_store_once(env: Env, tmp_path: Path) -> None:
+    nc, js = await streams_ready(env)
+    child_env = unity_env(env, tmp_path, ingest_fetch="10", ingest_report_interval_s="1")
+    workers = Unity(child_env, tmp_path / "workers.log", "ingest", "--workers", "2")
+    try:
+
+        async def both_reporting() -> bool:
+            assert workers.alive(), workers.output()
+            found = await fetchval(
+                env,
+                "SELECT array_agg(instance ORDER BY instance) FROM plugins"
+                " WHERE plugin = 'unity-ingest' AND source = 'discovered'",
+            )
+            return found == ["w0", "w1"]
+
+        # Each worker's own metrics reach the registry through its own pipeline.
+        await wait_until(both_reporting, within=60)
+        published = await publish_batches(js, env, 600)
+
+        async def all_stored() -> bool:
+            return await stored(env, "loadgen") >= published.samples
+
+        await wait_until(all_stored, within=120)
+        await _wait_reports_cover(env, published.samples)
+    finally:
+        assert workers.terminate() == 0, workers.output()
+    samples_of = await _samples_by_worker(env)
+    # Both did a real share of the load (their own metrics are a few dozen samples a second).
+    assert set(samples_of) == {"w0", "w1"}
+    assert all(n > 2000 for n in samples_of.values()), samples_of
+    assert await stored(env, "loadgen") == published.samples
+    await nc.close()
+
+
+async def _samples_by_worker(env: Env) -> dict[str, float]:
+    import asyncpg
+
+    conn = await asyncpg.connect(env.ep.database_url, password=env.ep.database_password)
+    try:
+        rows = await conn.fetch(
+            "SELECT s.instance, max(v.value) AS total FROM samples v JOIN series s"
+            " ON s.id = v.series_id WHERE s.plugin = 'unity-ingest'"
+            " AND s.name = 'ingest_samples_total' GROUP BY s.instance"
+        )
+    finally:
+        await conn.close()
+    return {r["instance"]: r["total"] for r in rows}
+
+
+async def _wait_reports_cover(env: Env, samples: int) -> None:
+    async def covered() -> bool:
+        return sum((await _samples_by_worker(env)).values()) >= samples
+
+    await wait_until(covered, within=30)
+
+
+async def test_replaying_a_stored_range_changes_nothing_and_restores_lost_rows(
+    env: Env, tmp_path: Path
+) -> None:
+    nc, js = await streams_ready(env)
+    published = await publish_batches(js, env, 200)
+    async with running_ingest(env):
+
+        async def all_stored() -> bool:
+            return await stored(env) >= published.samples
+
+        await wait_until(all_stored)
+    await assert_exactly(env, published)
+    # Lose a third of the rows, as a restore from an old backup would.
+    await fetchval(env, "DELETE FROM samples WHERE series_id % 3 = 0")
+    assert await stored(env) < published.samples
+    child_env = unity_env(env, tmp_path)
+    for attempt in range(2):
+        replay = Unity(child_env, tmp_path / f"replay-{attempt}.log", "replay", "--since=-1h")
+        assert replay.proc.wait(120) == 0, replay.output()
+        out = replay.output()
+        total = published.messages + published.health
+        assert f"replaying {total} message(s)" in out, out
+        assert f"{total}/{total} msgs" in out and "ETA" in out, out
+        assert f"replayed {total} message(s), {published.samples} sample(s)" in out, out
+        await assert_exactly(env, published)
+    # A range before the data holds nothing.
+    empty = Unity(child_env, tmp_path / "replay-empty.log", "replay", "--since=-3h", "--until=-2h")
+    assert empty.proc.wait(60) == 0, empty.output()
+    assert "replaying 0 message(s)" in empty.output()
+    await nc.close()

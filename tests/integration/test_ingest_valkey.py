@@ -1,0 +1,96 @@
+"""Latest values in Valkey: an outage loses no rows and the cache catches up when Valkey
+returns; the newest value wins whatever order batches commit in.
+
+The outage test stops a private valkey-server (not the session one), disturbing no other test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from compose.connect import connect_nats, valkey_client
+from compose.embedded import ValkeyServer, free_port
+from ingest.cache import read_latest, write_latest
+from schemas.api import LatestValue
+from tests.conftest import Env
+from tests.integration.ingest_support import BASE_TS, publish_batches, stored, wait_until
+from tests.integration.test_pipeline import running_ingest
+
+
+@pytest.mark.slow
+async def test_valkey_outage_loses_no_rows_and_the_cache_catches_up(
+    env: Env, tmp_path: Path
+) -> None:
+    server = ValkeyServer(tmp_path, free_port(), uuid.uuid4().hex)
+    server.start()
+    ep = replace(
+        env.ep, valkey_url=f"valkey://127.0.0.1:{server.port}/0", valkey_password=server.password
+    )
+    nc = await connect_nats(ep, "test")
+    js = nc.jetstream()
+    client = valkey_client(ep)
+    try:
+        async with running_ingest(env, ep, report_interval=0.3) as worker:
+            first = await publish_batches(js, env, 5, per_message=10, hosts=1)
+
+            async def cached(value: float) -> bool:
+                try:
+                    items = await read_latest(client, env.root, "h0", "loadgen")
+                except OSError:
+                    return False
+                return len(items) == 10 and all(i.value >= value for i in items)
+
+            await wait_until(
+                lambda: cached(4000.0), state=lambda: (worker.stats, worker.cache.failures)
+            )
+
+            server.stop()
+            # Later batches of the same series (newer timestamps, larger values).
+            second = await publish_batches(js, env, 20, per_message=10, hosts=1, start=5)
+
+            async def all_rows() -> bool:
+                return await stored(env, "loadgen") == first.samples + second.samples
+
+            await wait_until(all_rows, state=lambda: (worker.stats, worker.cache.failures))
+            assert worker.cache.failures >= 1
+            assert worker.cache.waiting >= 10
+            assert worker.stats.messages >= 25
+
+            server.start()
+            # The newest value of every series (message 24: 24000 + slot) reaches Valkey.
+            await wait_until(
+                lambda: cached(24000.0),
+                within=90,
+                every=0.2,
+                state=lambda: (worker.cache.failures, worker.cache.waiting),
+            )
+            assert worker.cache.waiting == 0
+            items = await read_latest(client, env.root, "h0", "loadgen")
+            assert sorted(i.value for i in items) == [24000.0 + i for i in range(10)]
+    finally:
+        await client.aclose()
+        await nc.close()
+        server.stop()
+
+
+async def test_an_older_value_never_replaces_a_newer_one(env: Env) -> None:
+    # Two pullers or two workers commit in any order: the cache keeps the newest by time.
+    client = valkey_client(env.ep)
+    try:
+        at = datetime.fromtimestamp(BASE_TS, UTC)
+        newer = LatestValue("h", "p", "", "temp", {"room": "a"}, "celsius", "gauge", 21.0, at)
+        older = msgspec.structs.replace(newer, value=19.0, ts=at.replace(second=0, minute=0))
+        assert await write_latest(client, env.root, [newer]) == 1
+        assert await write_latest(client, env.root, [older]) == 0
+        assert [v.value for v in await read_latest(client, env.root, "h", "p")] == [21.0]
+        later = msgspec.structs.replace(newer, value=23.0, ts=at.replace(year=at.year + 1))
+        assert await write_latest(client, env.root, [older, later]) == 1
+        assert [v.value for v in await read_latest(client, env.root, "h", "p")] == [23.0]
+    finally:
+        await client.aclose()
