@@ -10,12 +10,19 @@ HELP = "run the collector for this host"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--once", action="store_true", help="collect once and print, no NATS")
+    parser.add_argument(
+        "--config",
+        dest="collector_config",
+        metavar="FILE",
+        help="collector TOML ([agent], [[plugins.<id>]]); default: the settings' plugin list",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="run each plugin once and print, no NATS"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from compose import services
+    from collectors.process import serve
 
     ep = None if args.once else endpoints(settings)
-    asyncio.run(services.run_collector(settings, ep, once=args.once))
-    return 0
+    return asyncio.run(serve(settings, ep, once=args.once, config_path=args.collector_config))

@@ -1,0 +1,36 @@
+"""Run a plugin into an in-memory sink and look its samples up by name and labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collectors.sink import EventSink
+from sdk import Plugin
+
+TESTDATA = Path(__file__).parent / "testdata"
+
+Key = tuple[str, frozenset[tuple[str, str]]]
+
+
+def collect(plugin: Plugin) -> EventSink:
+    sink = EventSink(plugin.declared())
+    plugin.collect(sink)
+    return sink
+
+
+def by_key(sink: EventSink) -> dict[Key, float]:
+    """Samples keyed by (name, labels); a duplicate series in one batch fails the test."""
+    found: dict[Key, float] = {}
+    for s in sink.samples:
+        key = (s.name, frozenset(s.labels.items()))
+        assert key not in found, f"series {key} emitted twice in one run"
+        found[key] = s.value
+    return found
+
+
+def key(metric: str, /, **labels: str) -> Key:
+    return (metric, frozenset(labels.items()))
+
+
+def case(plugin: str, name: str) -> Path:
+    return TESTDATA / plugin / name
