@@ -1,19 +1,63 @@
-"""The Starlette application: lifespan owns the connections, routes live in api.routes."""
+"""The Starlette application: lifespan owns the connections; each concept module brings its
+operations, from which the routes and the OpenAPI document are both built."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount, Route
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 
-from api import routes
+from api import (
+    catalogue,
+    events,
+    exposition,
+    health,
+    history,
+    latest,
+    reference,
+    registry,
+    replay,
+    stream,
+)
+from api.auth import Authenticator
 from api.errors import ApiError, on_api_error, on_http_error
+from api.hub import Hub
+from api.kv import ConfigBucket
+from api.limits import BodyLimit
+from api.metrics import ApiMetrics
+from api.openapi import document
+from api.operation import Operation, to_route
 from api.state import AppState
 from compose.connect import connect_nats, pg_pool, valkey_client
 from compose.settings import Endpoints, Settings
+
+PREFIX = "/api/v1"
+
+OPERATIONS: list[Operation] = [
+    *health.OPERATIONS,
+    *registry.OPERATIONS,
+    *catalogue.OPERATIONS,
+    *latest.OPERATIONS,
+    *history.OPERATIONS,
+    *events.OPERATIONS,
+    *stream.OPERATIONS,
+    *replay.OPERATIONS,
+]
+ROOT_OPERATIONS: list[Operation] = [*exposition.OPERATIONS]
+
+
+def _version() -> str:
+    try:
+        return version("unity-telemetry")
+    except PackageNotFoundError:
+        return "0"
 
 
 def create_app(settings: Settings, ep: Endpoints) -> Starlette:
@@ -22,21 +66,51 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
         pool = await pg_pool(ep, min_size=1, max_size=8)
         client = valkey_client(ep)
         nc = await connect_nats(ep, "unity-api")
-        app.state.unity = AppState(settings, pool, client, nc)
+        js = nc.jetstream()
+        metrics = ApiMetrics()
+        subjects = settings.subjects
+        hub = Hub(
+            js,
+            subjects.metrics_stream,
+            f"{subjects.root}.metrics.>",
+            settings.api_stream_queue,
+            metrics,
+        )
+        app.state.unity = AppState(
+            settings=settings,
+            pool=pool,
+            valkey=client,
+            nats=nc,
+            js=js,
+            auth=Authenticator(pool, settings.api_open_reads),
+            metrics=metrics,
+            hub=hub,
+            config=ConfigBucket(js, subjects.config_bucket),
+        )
         try:
             yield
         finally:
+            await hub.stop()
             await nc.drain()
             await client.aclose()
             await pool.close()
 
-    api = [
-        Route("/health", routes.health),
-        Route("/latest", routes.latest),
-        Route("/query", routes.query),
+    spec = document(
+        [(PREFIX, op) for op in OPERATIONS] + [("", op) for op in ROOT_OPERATIONS], _version()
+    )
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    api: list[BaseRoute] = [to_route(op) for op in OPERATIONS]
+    api += [
+        Route("/openapi.json", openapi),
+        Route("/docs", reference.page),
+        Mount("/docs/assets", app=reference.assets()),
     ]
     return Starlette(
-        routes=[Mount("/api/v1", routes=api)],
+        routes=[Mount(PREFIX, routes=api), *(to_route(op) for op in ROOT_OPERATIONS)],
         lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api.errors import ApiError
@@ -17,10 +19,12 @@ def parse_time(name: str, raw: str | None, default: datetime) -> datetime:
         return default
     if raw == "now":
         return datetime.now(UTC)
-    if m := _RELATIVE.match(raw):
-        return datetime.now(UTC) - timedelta(seconds=float(m[1]) * _UNITS[m[2]])
     try:
+        if m := _RELATIVE.match(raw):
+            return datetime.now(UTC) - timedelta(seconds=float(m[1]) * _UNITS[m[2]])
         return datetime.fromtimestamp(float(raw), UTC)
+    except (OverflowError, OSError):
+        raise ApiError(400, "bad_time", f"{name}={raw!r} is out of range") from None
     except ValueError:
         pass
     try:
@@ -31,7 +35,10 @@ def parse_time(name: str, raw: str | None, default: datetime) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise ApiError(400, "bad_time", f"{name}={raw!r} has no UTC offset")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(400, "bad_time", f"{name}={raw!r} is out of range") from None
 
 
 def parse_int(name: str, raw: str | None, default: int, low: int, high: int) -> int:
@@ -44,3 +51,45 @@ def parse_int(name: str, raw: str | None, default: int, low: int, high: int) -> 
     if not low <= value <= high:
         raise ApiError(400, "bad_parameter", f"{name} must be between {low} and {high}")
     return value
+
+
+def parse_bool(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(400, "bad_parameter", f"{name}={raw!r} is not a boolean (true or false)")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)?$")
+
+
+def parse_duration(name: str, raw: str | None, default: float) -> float:
+    """Seconds from ``90``, ``90s``, ``1m``, ``1h`` ..."""
+    if raw is None or raw == "":
+        return default
+    m = _DURATION.match(raw)
+    if m is None:
+        raise ApiError(400, "bad_parameter", f"{name}={raw!r} is not a duration like 60s or 1m")
+    return float(m[1]) * _UNITS[m[2] or "s"]
+
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    limit: int
+    offset: int
+
+    def next_offset(self, fetched: int) -> int | None:
+        """Rows are fetched with ``limit + 1``: one more than asked means another page exists."""
+        return self.offset + self.limit if fetched > self.limit else None
+
+
+def parse_page(q: Mapping[str, str], default_limit: int = 100) -> Page:
+    limit = parse_int("limit", q.get("limit"), default_limit, 1, MAX_PAGE)
+    offset = parse_int("offset", q.get("offset"), 0, 0, 10_000_000)
+    return Page(limit, offset)

@@ -1,15 +1,23 @@
-"""What the API holds while it runs: connections and settings."""
+"""What the API holds while it runs: connections, settings, auth, metrics and the stream hub."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 import valkey.asyncio as valkey
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from starlette.requests import Request
 
 from compose.settings import Settings
+
+if TYPE_CHECKING:
+    from api.auth import Authenticator
+    from api.hub import Hub
+    from api.kv import ConfigBucket
+    from api.metrics import ApiMetrics
 
 
 @dataclass(slots=True)
@@ -18,6 +26,11 @@ class AppState:
     pool: asyncpg.Pool
     valkey: valkey.Valkey
     nats: NATS
+    js: JetStreamContext
+    auth: Authenticator
+    metrics: ApiMetrics
+    hub: Hub
+    config: ConfigBucket
 
 
 def state_of(request: Request) -> AppState:

@@ -1,0 +1,108 @@
+"""``GET /query``: history by selector through the storage query layer (raw, 1m or 1h)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api import query as storage
+from api.errors import ApiError
+from api.latest import LEGACY, SELECTOR, request_selector
+from api.operation import Operation, Param
+from api.params import parse_bool, parse_duration, parse_time
+from api.responses import MsgspecResponse
+from api.rows import from_row
+from api.selectors import Selector
+from api.state import state_of
+from ingest.maintenance import Retention
+from schemas.api import QueryResponse, SeriesPoints
+
+MAX_SERIES = 10_000
+MAX_STEP_S = 366 * 86400.0
+RESOLUTIONS: tuple[Literal["auto"] | storage.Resolution, ...] = ("auto", "raw", "1m", "1h")
+
+
+async def _series(pool: asyncpg.Pool, selector: Selector) -> dict[int, asyncpg.Record]:
+    where, params = selector.sql(1)
+    rows = await pool.fetch(
+        f"SELECT s.id, s.host, s.plugin, s.instance, s.name, s.labels::text AS labels, s.unit,"  # noqa: S608 -- values are bind parameters
+        f" s.kind FROM series s WHERE {where} ORDER BY s.id LIMIT {MAX_SERIES + 1}",
+        *params,
+    )
+    if len(rows) > MAX_SERIES:
+        raise ApiError(422, "too_many_series", f"more than {MAX_SERIES} series match the selector")
+    return {r["id"]: r for r in rows}
+
+
+async def query(request: Request) -> Response:
+    st = state_of(request)
+    q = request.query_params
+    now = datetime.now(UTC)
+    end = parse_time("end", q.get("end"), now)
+    start = parse_time("start", q.get("start"), end - timedelta(hours=1))
+    if start >= end:
+        raise ApiError(400, "bad_range", "start must be before end")
+    step = parse_duration("step", q.get("step"), 0.0) or None
+    if step is not None and step > MAX_STEP_S:
+        raise ApiError(400, "bad_parameter", f"step must be at most {MAX_STEP_S:.0f} seconds")
+    agg = q.get("agg") or "avg"
+    if agg not in storage.AGGREGATIONS:
+        raise ApiError(
+            400, "bad_parameter", f"agg={agg!r}; use one of {', '.join(storage.AGGREGATIONS)}"
+        )
+    resolution = q.get("resolution") or "auto"
+    if resolution not in RESOLUTIONS:
+        raise ApiError(400, "bad_parameter", f"resolution={resolution!r}; use {RESOLUTIONS}")
+    rate = parse_bool("rate", q.get("rate"), False)
+    selector = request_selector(request)
+    if not selector.matchers:
+        raise ApiError(400, "bad_selector", "give a selector (or name, host, plugin)")
+    series = await _series(st.pool, selector)
+    try:
+        result = await storage.query(
+            st.pool,
+            list(series),
+            start,
+            end,
+            step,
+            agg,
+            rate,
+            st.settings.api_max_points,
+            resolution,
+            Retention.from_settings(st.settings),
+        )
+    except storage.TooManyPoints as exc:
+        raise ApiError(422, "too_many_points", f"{exc}; narrow the selector or range") from None
+    except storage.QueryError as exc:
+        raise ApiError(400, "bad_query", str(exc)) from None
+    out = [from_row(SeriesPoints, series[s.id], points=s.points) for s in result.series if s.points]
+    return MsgspecResponse(
+        QueryResponse(result.start, result.end, out, result.step, agg, rate, result.resolution)
+    )
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/query",
+        query,
+        "History of the series matching a selector, raw or aggregated per step",
+        "data",
+        "read",
+        params=(
+            SELECTOR,
+            *LEGACY,
+            Param("start", "query", {"type": "string"}, "RFC 3339, epoch seconds or -1h"),
+            Param("end", "query", {"type": "string"}, "RFC 3339, epoch seconds or now"),
+            Param("step", "query", {"type": "string"}, "bucket width: 60, 60s, 1m, 1h; auto if 0"),
+            Param("agg", "query", {"type": "string", "enum": list(storage.AGGREGATIONS)}),
+            Param("resolution", "query", {"type": "string", "enum": list(RESOLUTIONS)}),
+            Param("rate", "query", {"type": "boolean"}, "counters as per-second rate"),
+        ),
+        response=QueryResponse,
+    ),
+]

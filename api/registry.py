@@ -1,0 +1,446 @@
+"""The plugin registry: list, register, get, patch, enable/disable, delete, health and runs.
+
+A change to what a collector must apply (enabled, interval, config) bumps ``config_revision``
+and is published to the KV bucket inside the same transaction: if NATS does not take it, the
+database change is rolled back and the caller gets 503, so the two never disagree for long.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.config_schema import check_config, check_schema
+from api.errors import ApiError
+from api.kv import config_key
+from api.latest import PAGE
+from api.operation import Operation, Param, path_int, read_body
+from api.params import parse_bool, parse_page, parse_time
+from api.responses import MsgspecResponse
+from api.rows import from_row
+from api.state import AppState, state_of
+from schemas import token
+from schemas.api import (
+    ConfigUpdate,
+    KvSettings,
+    PluginConfig,
+    PluginHealth,
+    PluginInfo,
+    PluginList,
+    PluginPatch,
+    PluginRegistration,
+    PluginRun,
+    RunList,
+)
+
+COLUMNS = """id, host, plugin, instance, name, version, description, author, category, tags,
+    source, external, enabled, interval_s, config_revision, metrics::text AS metrics, health,
+    health_message, health_at, last_seen, created_at, updated_at"""
+MAX_INTERVAL_S = 86400.0
+ID = Param("id", "path", {"type": "integer"}, "registry id", required=True)
+
+
+def plugin_info(row: asyncpg.Record) -> PluginInfo:
+    return from_row(PluginInfo, row, ("metrics",))
+
+
+def _check_interval(value: float | None) -> None:
+    if value is not None and not 0.05 <= value <= MAX_INTERVAL_S:
+        raise ApiError(422, "bad_interval", f"interval_s must be between 0.05 and {MAX_INTERVAL_S}")
+
+
+async def _publish(st: AppState, row: asyncpg.Record) -> None:
+    settings = KvSettings(
+        enabled=row["enabled"],
+        interval_s=row["interval_s"],
+        config=msgspec.json.decode(row["config"]),
+        revision=row["config_revision"],
+    )
+    await st.config.put(config_key(row["host"], row["plugin"], row["instance"]), settings)
+
+
+async def _fetch(db: asyncpg.Connection | asyncpg.Pool, plugin_id: int) -> asyncpg.Record:
+    row = await db.fetchrow(
+        f"SELECT {COLUMNS}, config::text AS config, config_schema::text AS config_schema"  # noqa: S608 -- fixed columns
+        " FROM plugins WHERE id = $1",
+        plugin_id,
+    )
+    if row is None:
+        raise ApiError(404, "not_found", f"no plugin with id {plugin_id}")
+    return row
+
+
+_FILTERS = {
+    "host": "host = ${}",
+    "plugin": "plugin = ${}",
+    "category": "category = ${}",
+    "source": "source = ${}",
+    "health": "health = ${}",
+}
+
+
+async def list_plugins(request: Request) -> Response:
+    st = state_of(request)
+    q = request.query_params
+    page = parse_page(q)
+    clauses: list[str] = []
+    params: list[object] = []
+    for key, clause in _FILTERS.items():
+        if value := q.get(key):
+            params.append(value)
+            clauses.append(clause.format(len(params)))
+    for key in ("enabled", "external"):
+        if q.get(key):
+            params.append(parse_bool(key, q.get(key), True))
+            clauses.append(f"{key} = ${len(params)}")
+    where = " AND ".join(clauses) or "TRUE"
+    n = len(params)
+    rows = await st.pool.fetch(
+        f"SELECT {COLUMNS} FROM plugins WHERE {where}"  # noqa: S608 -- fixed clauses, bind parameters
+        f" ORDER BY host, plugin, instance LIMIT ${n + 1} OFFSET ${n + 2}",
+        *params,
+        page.limit + 1,
+        page.offset,
+    )
+    items = [plugin_info(r) for r in rows[: page.limit]]
+    return MsgspecResponse(PluginList(items, page.next_offset(len(rows))))
+
+
+async def register(request: Request) -> Response:
+    st = state_of(request)
+    body = await read_body(request, PluginRegistration)
+    if not body.host.strip() or not body.plugin.strip():
+        raise ApiError(422, "invalid_body", "host and plugin must not be empty")
+    if body.config is None:
+        check_schema(body.config_schema)
+    else:
+        check_config(body.config, body.config_schema)
+    _check_interval(body.interval_s)
+    async with st.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO plugins AS p (host, plugin, instance, name, version, description, author,
+                category, tags, metrics, config_schema, config, interval_s, enabled, source,
+                external, config_revision)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13,
+                $14, 'registered', true, 1)
+            ON CONFLICT ON CONSTRAINT plugins_identity DO UPDATE SET
+                name = EXCLUDED.name, version = EXCLUDED.version,
+                description = EXCLUDED.description, author = EXCLUDED.author,
+                category = EXCLUDED.category, tags = EXCLUDED.tags, metrics = EXCLUDED.metrics,
+                config_schema = EXCLUDED.config_schema,
+                source = CASE p.source WHEN 'builtin' THEN 'builtin' ELSE 'registered' END,
+                external = p.source <> 'builtin', updated_at = now()
+            RETURNING {COLUMNS}, config::text AS config, (xmax = 0) AS inserted
+            """,  # noqa: S608 -- fixed columns
+            token(body.host),
+            token(body.plugin),
+            body.instance,
+            body.name,
+            body.version,
+            body.description,
+            body.author,
+            body.category,
+            body.tags,
+            msgspec.json.encode(body.metrics).decode(),
+            msgspec.json.encode(body.config_schema).decode(),
+            msgspec.json.encode(body.config or {}).decode(),
+            body.interval_s,
+            body.enabled,
+        )
+        if row["inserted"]:
+            await _publish(st, row)
+    return MsgspecResponse(plugin_info(row), status_code=201 if row["inserted"] else 200)
+
+
+async def get_plugin(request: Request) -> Response:
+    st = state_of(request)
+    return MsgspecResponse(plugin_info(await _fetch(st.pool, path_int(request, "id"))))
+
+
+async def patch_plugin(request: Request) -> Response:
+    body = await read_body(request, PluginPatch)
+    return await _apply(request, msgspec.structs.asdict(body))
+
+
+async def enable(request: Request) -> Response:
+    return await _apply(request, {"enabled": True})
+
+
+async def disable(request: Request) -> Response:
+    return await _apply(request, {"enabled": False})
+
+
+_LIVE = ("enabled", "interval_s")
+
+
+async def _apply(request: Request, changes: dict[str, Any]) -> Response:
+    st = state_of(request)
+    plugin_id = path_int(request, "id")
+    changes = {k: v for k, v in changes.items() if v is not msgspec.UNSET}
+    if "interval_s" in changes:
+        _check_interval(changes["interval_s"])
+    if "config_schema" in changes:
+        check_schema(changes["config_schema"])
+    async with st.pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT enabled, interval_s FROM plugins WHERE id = $1 FOR UPDATE", plugin_id
+        )
+        if current is None:
+            raise ApiError(404, "not_found", f"no plugin with id {plugin_id}")
+        live = any(k in changes and changes[k] != current[k] for k in _LIVE)
+        sets = ["updated_at = now()"]
+        params: list[object] = [plugin_id]
+        for key, value in changes.items():
+            params.append(msgspec.json.encode(value).decode() if key == "config_schema" else value)
+            cast = "::jsonb" if key == "config_schema" else ""
+            sets.append(f"{key} = ${len(params)}{cast}")
+        if live:
+            sets.append("config_revision = config_revision + 1")
+        row = await conn.fetchrow(
+            f"UPDATE plugins SET {', '.join(sets)} WHERE id = $1"  # noqa: S608 -- keys are Struct fields
+            f" RETURNING {COLUMNS}, config::text AS config",
+            *params,
+        )
+        if live:
+            await _publish(st, row)
+    return MsgspecResponse(plugin_info(row))
+
+
+async def delete_plugin(request: Request) -> Response:
+    st = state_of(request)
+    plugin_id = path_int(request, "id")
+    async with st.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "DELETE FROM plugins WHERE id = $1 RETURNING host, plugin, instance", plugin_id
+        )
+        if row is None:
+            raise ApiError(404, "not_found", f"no plugin with id {plugin_id}")
+        await st.config.delete(config_key(row["host"], row["plugin"], row["instance"]))
+    return Response(status_code=204)
+
+
+def _plugin_config(row: asyncpg.Record) -> PluginConfig:
+    return PluginConfig(
+        config=msgspec.json.decode(row["config"]),
+        config_schema=msgspec.json.decode(row["config_schema"]),
+        revision=row["config_revision"],
+        enabled=row["enabled"],
+        interval_s=row["interval_s"],
+    )
+
+
+async def get_config(request: Request) -> Response:
+    st = state_of(request)
+    return MsgspecResponse(_plugin_config(await _fetch(st.pool, path_int(request, "id"))))
+
+
+async def put_config(request: Request) -> Response:
+    st = state_of(request)
+    plugin_id = path_int(request, "id")
+    body = await read_body(request, ConfigUpdate)
+    async with st.pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT config_schema::text AS config_schema, config_revision FROM plugins"
+            " WHERE id = $1 FOR UPDATE",
+            plugin_id,
+        )
+        if current is None:
+            raise ApiError(404, "not_found", f"no plugin with id {plugin_id}")
+        if body.revision is not None and body.revision != current["config_revision"]:
+            raise ApiError(
+                409,
+                "revision_conflict",
+                f"config is at revision {current['config_revision']}, not {body.revision}",
+            )
+        check_config(body.config, msgspec.json.decode(current["config_schema"]))
+        row = await conn.fetchrow(
+            f"UPDATE plugins SET config = $2::jsonb, config_revision = config_revision + 1,"  # noqa: S608 -- values are bind parameters
+            f" updated_at = now() WHERE id = $1"
+            f" RETURNING {COLUMNS}, config::text AS config, config_schema::text AS config_schema",
+            plugin_id,
+            msgspec.json.encode(body.config).decode(),
+        )
+        await _publish(st, row)
+    return MsgspecResponse(_plugin_config(row))
+
+
+async def runs(request: Request) -> Response:
+    st = state_of(request)
+    q = request.query_params
+    page = parse_page(q)
+    row = await _fetch(st.pool, path_int(request, "id"))
+    end = parse_time("end", q.get("end"), datetime.now(UTC))
+    start = parse_time("start", q.get("start"), end - timedelta(days=1))
+    rows = await st.pool.fetch(
+        "SELECT time, status, message, duration_ms, samples FROM plugin_runs"
+        " WHERE host = $1 AND plugin = $2 AND instance = $3 AND time >= $4 AND time < $5"
+        " ORDER BY time DESC LIMIT $6 OFFSET $7",
+        row["host"],
+        row["plugin"],
+        row["instance"],
+        start,
+        end,
+        page.limit + 1,
+        page.offset,
+    )
+    items = [from_row(PluginRun, r, ()) for r in rows[: page.limit]]
+    return MsgspecResponse(RunList(items, page.next_offset(len(rows))))
+
+
+HEALTH_WINDOW_S = 86400.0
+
+
+async def health(request: Request) -> Response:
+    st = state_of(request)
+    row = await _fetch(st.pool, path_int(request, "id"))
+    counts = await st.pool.fetch(
+        "SELECT status, count(*) AS n FROM plugin_runs WHERE host = $1 AND plugin = $2"
+        " AND instance = $3 AND time >= now() - make_interval(secs => $4) GROUP BY status",
+        row["host"],
+        row["plugin"],
+        row["instance"],
+        HEALTH_WINDOW_S,
+    )
+    by_status = {"ok": 0, "degraded": 0, "error": 0} | {r["status"]: r["n"] for r in counts}
+    return MsgspecResponse(
+        PluginHealth(
+            row["health"],
+            row["health_message"],
+            row["health_at"],
+            row["last_seen"],
+            HEALTH_WINDOW_S,
+            by_status,
+        )
+    )
+
+
+_LIST_FILTERS = tuple(
+    Param(k, "query", {"type": "string"})
+    for k in ("host", "plugin", "category", "source", "health")
+) + tuple(Param(k, "query", {"type": "boolean"}) for k in ("enabled", "external"))
+_RANGE = (
+    Param("start", "query", {"type": "string"}, "default: end - 1 day"),
+    Param("end", "query", {"type": "string"}, "default: now"),
+)
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/plugins",
+        list_plugins,
+        "List registry entries",
+        "plugins",
+        "read",
+        params=(*_LIST_FILTERS, *PAGE),
+        response=PluginList,
+    ),
+    Operation(
+        "POST",
+        "/plugins",
+        register,
+        "Register (or re-register) an external plugin",
+        "plugins",
+        "write",
+        body=PluginRegistration,
+        response=PluginInfo,
+        status=201,
+    ),
+    Operation(
+        "GET",
+        "/plugins/{id:int}",
+        get_plugin,
+        "One registry entry",
+        "plugins",
+        "read",
+        params=(ID,),
+        response=PluginInfo,
+    ),
+    Operation(
+        "PATCH",
+        "/plugins/{id:int}",
+        patch_plugin,
+        "Change metadata, enabled or interval",
+        "plugins",
+        "write",
+        params=(ID,),
+        body=PluginPatch,
+        response=PluginInfo,
+    ),
+    Operation(
+        "DELETE",
+        "/plugins/{id:int}",
+        delete_plugin,
+        "Remove an entry and its published config",
+        "plugins",
+        "admin",
+        params=(ID,),
+        status=204,
+    ),
+    Operation(
+        "POST",
+        "/plugins/{id:int}/enable",
+        enable,
+        "Enable (applied live)",
+        "plugins",
+        "write",
+        params=(ID,),
+        response=PluginInfo,
+    ),
+    Operation(
+        "POST",
+        "/plugins/{id:int}/disable",
+        disable,
+        "Disable (applied live)",
+        "plugins",
+        "write",
+        params=(ID,),
+        response=PluginInfo,
+    ),
+    Operation(
+        "GET",
+        "/plugins/{id:int}/config",
+        get_config,
+        "Config, its JSON Schema and revision",
+        "plugins",
+        "read",
+        params=(ID,),
+        response=PluginConfig,
+    ),
+    Operation(
+        "PUT",
+        "/plugins/{id:int}/config",
+        put_config,
+        "Replace the config (validated against the schema, applied live)",
+        "plugins",
+        "write",
+        params=(ID,),
+        body=ConfigUpdate,
+        response=PluginConfig,
+    ),
+    Operation(
+        "GET",
+        "/plugins/{id:int}/runs",
+        runs,
+        "Runs from health reports, newest first",
+        "plugins",
+        "read",
+        params=(ID, *_RANGE, *PAGE),
+        response=RunList,
+    ),
+    Operation(
+        "GET",
+        "/plugins/{id:int}/health",
+        health,
+        "Current health and run outcomes over a day",
+        "plugins",
+        "read",
+        params=(ID,),
+        response=PluginHealth,
+    ),
+]

@@ -1,0 +1,215 @@
+"""The plugin registry over HTTP, the config KV bucket, and plugins discovered from NATS alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from nats.js.errors import KeyNotFoundError
+
+from api.kv import config_key
+from schemas import HealthReport, MetricBatch, Sample, encode
+from tests.api.conftest import Api, eventually, ingesting
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "url": {"type": "string"},
+        "targets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"port": {"type": "integer", "minimum": 1, "maximum": 65535}},
+            },
+        },
+    },
+    "required": ["url"],
+    "additionalProperties": False,
+}
+
+
+async def _register(api: Api, **fields: Any) -> dict[str, Any]:
+    body = {"host": "nas", "plugin": "ups", "config_schema": SCHEMA, "config": {"url": "x"}}
+    resp = await api.send("POST", "/plugins", json=body | fields)
+    assert resp.status_code in (200, 201), resp.text
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+async def _kv(api: Api, host: str, plugin: str, instance: str = "") -> dict[str, Any]:
+    kv = await api.js.key_value(api.env.settings.subjects.config_bucket)
+    entry = await kv.get(config_key(host, plugin, instance))
+    assert entry.value is not None
+    value: dict[str, Any] = msgspec.json.decode(entry.value)
+    return value
+
+
+async def test_register_two_instances_then_list_and_filter(api: Api) -> None:
+    first = await _register(api, instance="rack", category="power", interval_s=30)
+    second = await _register(api, instance="desk", category="power")
+    await _register(api, host="pi", plugin="weather", config_schema={}, config={})
+    assert first["id"] != second["id"]
+    assert first["source"] == "registered" and first["external"] is True
+    assert first["config_revision"] == 1
+
+    listed = (await api.get("/plugins", params={"plugin": "ups"})).json()
+    assert [p["instance"] for p in listed["items"]] == ["desk", "rack"]
+    assert listed["next_offset"] is None
+    power = (await api.get("/plugins", params={"category": "power", "host": "nas"})).json()
+    assert len(power["items"]) == 2
+    page = (await api.get("/plugins", params={"limit": 2})).json()
+    assert len(page["items"]) == 2 and page["next_offset"] == 2
+    rest = (await api.get("/plugins", params={"limit": 2, "offset": 2})).json()
+    assert len(rest["items"]) == 1 and rest["next_offset"] is None
+    external = (await api.get("/plugins", params={"external": "true"})).json()
+    assert len(external["items"]) == 3
+    assert (await api.get("/plugins", params={"enabled": "maybe"})).status_code == 400
+
+    # Both instances published their settings, under separate keys.
+    assert await _kv(api, "nas", "ups", "rack") == {
+        "enabled": True,
+        "interval_s": 30.0,
+        "config": {"url": "x"},
+        "revision": 1,
+    }
+    assert (await _kv(api, "nas", "ups", "desk"))["interval_s"] is None
+
+
+async def test_registering_again_updates_metadata_and_keeps_config(api: Api) -> None:
+    first = await _register(api, version="1.0")
+    await api.send("PUT", f"/plugins/{first['id']}/config", json={"config": {"url": "y"}})
+    again = await api.send(
+        "POST",
+        "/plugins",
+        json={"host": "nas", "plugin": "ups", "version": "1.1", "config_schema": SCHEMA},
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"] and again.json()["version"] == "1.1"
+    config = (await api.get(f"/plugins/{first['id']}/config")).json()
+    assert config["config"] == {"url": "y"} and config["revision"] == 2
+
+
+async def test_config_put_validates_against_the_schema_and_publishes(api: Api) -> None:
+    plugin = await _register(api)
+    bad = {"url": "u", "targets": [{"port": 80}, {"port": 70000}]}
+    resp = await api.send("PUT", f"/plugins/{plugin['id']}/config", json={"config": bad})
+    assert resp.status_code == 422
+    error = resp.json()["error"]
+    assert error["code"] == "config_invalid"
+    assert "$.targets[1].port" in error["message"] and "70000" in error["message"]
+    missing = await api.send("PUT", f"/plugins/{plugin['id']}/config", json={"config": {}})
+    assert missing.status_code == 422 and "'url' is a required property" in missing.text
+    assert (await _kv(api, "nas", "ups"))["revision"] == 1  # nothing published
+
+    good = {"url": "http://ups.local", "targets": [{"port": 3493}]}
+    resp = await api.send("PUT", f"/plugins/{plugin['id']}/config", json={"config": good})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["revision"] == 2
+    assert await _kv(api, "nas", "ups") == {
+        "enabled": True,
+        "interval_s": None,
+        "config": good,
+        "revision": 2,
+    }
+    stale = await api.send(
+        "PUT", f"/plugins/{plugin['id']}/config", json={"config": good, "revision": 1}
+    )
+    assert stale.status_code == 409
+    stored = await api.state.pool.fetchval(
+        "SELECT config_revision FROM plugins WHERE id = $1", plugin["id"]
+    )
+    assert stored == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"host": "h", "plugin": "p"', 400, "malformed_body"),
+        (b'{"host": "h"}', 422, "invalid_body"),
+        (b'{"host": "h", "plugin": "p", "colour": 1}', 422, "invalid_body"),
+        (b'{"host": "h", "plugin": "p", "config_schema": {"type": 5}}', 422, "bad_config_schema"),
+        (b'{"host": "h", "plugin": "p", "interval_s": -1}', 422, "bad_interval"),
+    ],
+)
+async def test_bad_registrations_are_refused(api: Api, body: bytes, status: int, code: str) -> None:
+    resp = await api.send(
+        "POST", "/plugins", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["code"] == code
+
+
+async def test_patch_enable_disable_and_interval_go_live(api: Api) -> None:
+    plugin = await _register(api)
+    url = f"/plugins/{plugin['id']}"
+    resp = await api.send("PATCH", url, json={"interval_s": 5, "description": "the rack UPS"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["interval_s"] == 5 and resp.json()["config_revision"] == 2
+    assert (await _kv(api, "nas", "ups"))["interval_s"] == 5
+    renamed = await api.send("PATCH", url, json={"name": "Rack UPS"})
+    assert renamed.json()["config_revision"] == 2  # metadata only: nothing to publish
+
+    off = await api.send("POST", f"{url}/disable")
+    assert off.json()["enabled"] is False
+    assert (await _kv(api, "nas", "ups")) == {
+        "enabled": False,
+        "interval_s": 5.0,
+        "config": {"url": "x"},
+        "revision": 3,
+    }
+    assert (await api.send("POST", f"{url}/enable")).json()["enabled"] is True
+    assert (await _kv(api, "nas", "ups"))["enabled"] is True
+    assert (await api.send("PATCH", url, json={"enabled": "yes"})).status_code == 422
+    assert (await api.send("PATCH", "/plugins/424242", json={})).status_code == 404
+
+
+async def test_delete_removes_the_entry_and_its_key(api: Api) -> None:
+    plugin = await _register(api)
+    assert (await api.send("DELETE", f"/plugins/{plugin['id']}", scope="admin")).status_code == 204
+    assert (await api.get(f"/plugins/{plugin['id']}")).status_code == 404
+    kv = await api.js.key_value(api.env.settings.subjects.config_bucket)
+    with pytest.raises(KeyNotFoundError):
+        await kv.get(config_key("nas", "ups", ""))
+
+
+async def test_nats_only_plugin_is_discovered_with_health_and_runs(api: Api) -> None:
+    subjects = api.env.settings.subjects
+    batch = MetricBatch(
+        host="edge-1", plugin="solar", instance="roof", ts=1_790_000_000.0, samples=[Sample("w", 1)]
+    )
+    await api.js.publish(subjects.metrics("edge-1", "solar"), encode(batch))
+    for i, status in enumerate(("ok", "error", "ok")):
+        report = HealthReport(
+            host="edge-1",
+            plugin="solar",
+            instance="roof",
+            status=status,  # type: ignore[arg-type]
+            ts=1_790_000_000.0 + i,
+            message=f"run {i}",
+        )
+        await api.js.publish(subjects.health("edge-1", "solar"), encode(report))
+    async with ingesting(api.env):
+
+        async def discovered() -> bool:
+            body = (await api.get("/plugins", params={"host": "edge-1"})).json()
+            return bool(body["items"]) and body["items"][0]["health"] is not None
+
+        await eventually(discovered)
+        entry = (await api.get("/plugins", params={"host": "edge-1"})).json()["items"][0]
+        assert entry["source"] == "discovered" and entry["instance"] == "roof"
+        assert entry["health"] == "ok" and entry["health_message"] == "run 2"
+
+        async def all_runs() -> bool:
+            body = (await api.get(f"/plugins/{entry['id']}/runs", params={"start": "0"})).json()
+            return len(body["items"]) == 3
+
+        await eventually(all_runs)
+        runs = (await api.get(f"/plugins/{entry['id']}/runs", params={"start": "0"})).json()
+        assert [r["message"] for r in runs["items"]] == ["run 2", "run 1", "run 0"]
+        assert runs["items"][1]["status"] == "error"
+        health = (await api.get(f"/plugins/{entry['id']}/health")).json()
+        assert health["status"] == "ok" and health["message"] == "run 2"
+        hosts = (await api.get("/hosts")).json()["items"]
+        edge = next(h for h in hosts if h["host"] == "edge-1")
+        assert edge["plugins"] == ["solar"] and edge["series"] == 1 and edge["health"] == "ok"
