@@ -8,19 +8,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 
-import msgspec
 import uvicorn
 
 from api.app import create_app
-from collectors.runner import Collector
+from collectors.process import serve
 from compose.settings import Endpoints, Settings
 from ingest.service import Ingest
-from sdk import Plugin
-from sdk.discovery import discover
 
 log = logging.getLogger(__name__)
+
+# Below the supervisor's 20 s before SIGKILL; matters when NATS is already gone and a drain
+# would otherwise wait for a reconnect forever.
+SHUTDOWN_DEADLINE_S = 15.0
 
 
 def _stop_event() -> asyncio.Event:
@@ -31,51 +31,46 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def run_ingest(settings: Settings, ep: Endpoints) -> None:
-    worker = Ingest(settings, ep)
+async def run_ingest(settings: Settings, ep: Endpoints, name: str = "w0") -> None:
+    worker = Ingest(settings, ep, name=name)
     await worker.start()
     stop = _stop_event()
     task = asyncio.create_task(worker.run())
-    log.info("ingest running on %s", settings.subjects.metrics_stream)
-    await stop.wait()
+    log.info("ingest worker %s running on %s", name, settings.subjects.metrics_stream)
+    # A worker that fails ends the process (its supervisor restarts it) instead of idling.
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
     await worker.stop()
-    await task
-    await worker.close()
-    log.info("ingest stopped: %s", worker.stats)
-
-
-def load_plugins(settings: Settings) -> list[Plugin]:
-    available = discover()
-    unknown = [p for p in settings.collect_plugins if p not in available]
-    if unknown:
-        raise SystemExit(
-            f"unknown plugin {unknown[0]!r}; installed: {', '.join(sorted(available))}"
-        )
-    return [available[name]() for name in settings.collect_plugins]
-
-
-async def run_collector(settings: Settings, ep: Endpoints | None, once: bool = False) -> None:
-    plugins = load_plugins(settings)
-    if once:
-        # Print what would be published, without touching NATS.
-        from sdk.sink import Sink
-
-        for plugin in plugins:
-            sink = Sink(plugin.declared())
-            plugin.collect(sink)
-            sys.stdout.write(msgspec.json.encode(sink.samples).decode() + "\n")
+    try:
+        await asyncio.wait_for(_finish(task, worker), SHUTDOWN_DEADLINE_S)
+    except TimeoutError:
+        # Nothing unacked is lost: JetStream redelivers it to the next worker.
+        log.error("ingest worker %s did not stop within %.0fs; exiting", name, SHUTDOWN_DEADLINE_S)
         return
-    assert ep is not None, "the collector needs NATS unless --once"
-    collector = Collector(settings, ep, plugins)
-    await collector.start()
-    stop = _stop_event()
-    task = asyncio.create_task(collector.run())
-    log.info(
-        "collector running for host %s: %s", settings.host, ", ".join(settings.collect_plugins)
-    )
-    await stop.wait()
-    await collector.stop()
-    await task
+    log.info("ingest worker %s stopped: %s", name, worker.stats)
+
+
+async def _finish(task: asyncio.Task[None], worker: Ingest) -> None:
+    try:
+        await task
+    finally:
+        await worker.close()
+
+
+def run_ingest_workers(settings: Settings, count: int) -> int:
+    """``count`` worker processes on the same durable consumer, supervised by this one."""
+    from ingest.workers import Workers
+
+    return Workers(settings, count).run()
+
+
+async def run_collector(
+    settings: Settings, ep: Endpoints | None, once: bool = False, config_path: str | None = None
+) -> int:
+    # The collector process itself starts from compose/commands/collector.py, which imports
+    # collectors.process directly so that it loads neither the API nor ingest.
+    return await serve(settings, ep, once=once, config_path=config_path)
 
 
 def run_api(settings: Settings, ep: Endpoints) -> None:
@@ -87,5 +82,7 @@ def run_api(settings: Settings, ep: Endpoints) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,
         lifespan="on",
+        # Open live streams must not hold the API up past the supervisor's patience.
+        timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run()

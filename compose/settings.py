@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -49,6 +49,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ingest_fetch: int = 500
     ingest_max_ack_pending: int = 100_000
     ingest_ack_wait_s: float = 60.0
+    # Concurrent fetch loops per worker on the metrics consumer (one decodes while one commits),
+    # and how often a worker publishes its own metrics as plugin `unity-ingest` (0: never).
+    ingest_pullers: int = 2
+    ingest_report_interval_s: float = 10.0
+    # Reads need a token unless this is set; writes and admin always need one.
+    api_open_reads: bool = False
+    api_max_body_bytes: int = 1024 * 1024
+    api_max_points: int = 250_000
+    api_stream_queue: int = 256
+    api_stream_heartbeat_s: float = 15.0
+    # Storage: how long each resolution is kept (whole days/chunks are dropped once older),
+    # how far ahead day partitions exist, how often `unity maintain` runs, and how far back
+    # each rollup run recomputes closed buckets to take in late samples.
+    retention_raw_days: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    retention_1m_days: Annotated[float, msgspec.Meta(ge=1)] = 90.0
+    retention_1h_days: Annotated[float, msgspec.Meta(ge=1)] = 730.0
+    partitions_ahead_days: Annotated[int, msgspec.Meta(ge=1, le=60)] = 3
+    maintain_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    rollup_lookback_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     # PostgreSQL refuses to run as root: the embedded server then runs as this account.
     postgres_os_user: str = "nobody"
     log_level: str = "INFO"

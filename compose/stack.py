@@ -32,7 +32,7 @@ from ingest.streams import ensure_consumers, ensure_streams
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("ingest", "api", "collector")
+SERVICES = ("ingest", "maintain", "api", "collector")
 
 
 class StackError(RuntimeError):
@@ -121,8 +121,13 @@ def embedded_servers(settings: Settings) -> list[EmbeddedServer]:
     return servers
 
 
-async def prepare(settings: Settings, ep: Endpoints) -> None:
-    """Migrate the database and declare streams and consumers before any service starts."""
+async def prepare(settings: Settings, ep: Endpoints) -> str | None:
+    """Migrate, declare streams and consumers, and make the first admin token.
+
+    Returns that token's secret when one was created (first start only), else None.
+    """
+    from api.tokens import ensure_admin_token
+
     await migrate.upgrade(ep)
     nc = await connect_nats(ep, "unity-up", max_reconnect_attempts=3)
     try:
@@ -131,6 +136,7 @@ async def prepare(settings: Settings, ep: Endpoints) -> None:
         await ensure_consumers(js, settings)
     finally:
         await nc.close()
+    return await ensure_admin_token(ep)
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
@@ -187,7 +193,7 @@ class Stack:
             log.info(
                 "%s ready on port %d (%.1fs)", server.name, server.port, time.monotonic() - started
             )
-        asyncio.run(prepare(settings, ep))
+        admin_token = asyncio.run(prepare(settings, ep))
         for name in SERVICES:
             service = Service(name, settings)
             service.start()
@@ -196,9 +202,17 @@ class Stack:
         api = next(s for s in self.services if s.name == "api")
         if not wait_http(f"{api_url}/health", 60, api.proc):
             raise StackError(f"the API did not come up; see {api.log_path}")
+        if admin_token is not None:
+            # Printed once, to the terminal only; the database keeps just its hash.
+            print(
+                f"Admin token (shown once, keep it): {admin_token}\n"
+                f"  e.g. curl -H 'Authorization: Bearer {admin_token}' {api_url}/latest\n"
+                f"  more tokens: unity token create NAME --scope read",
+                flush=True,
+            )
         print(
             f"Unity is up.\n"
-            f"  API:       {api_url}  (try {api_url}/latest)\n"
+            f"  API:       {api_url}  (try {api_url}/latest with a token)\n"
             f"  data:      {data}\n"
             f"  logs:      {data / 'logs'}\n"
             f"  servers:   {', '.join(f'{k}={v}' for k, v in ep.describe().items())}\n"

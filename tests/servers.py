@@ -52,11 +52,26 @@ async def _create_template(ep: Endpoints) -> None:
         _db_url(ep.database_url, "postgres"), password=ep.database_password
     )
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        await _drop_template(admin)
         await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        await migrate.upgrade(replace(ep, database_url=_db_url(ep.database_url, TEMPLATE_DB)))
+        # TimescaleDB starts no background scheduler in a template database; without this its
+        # scheduler's session would make every CREATE DATABASE ... TEMPLATE fail as "in use".
+        await admin.execute(f'ALTER DATABASE "{TEMPLATE_DB}" IS_TEMPLATE true')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            TEMPLATE_DB,
+        )
     finally:
         await admin.close()
-    await migrate.upgrade(replace(ep, database_url=_db_url(ep.database_url, TEMPLATE_DB)))
+
+
+async def _drop_template(admin: asyncpg.Connection) -> None:
+    exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE_DB)
+    if exists:
+        await admin.execute(f'ALTER DATABASE "{TEMPLATE_DB}" IS_TEMPLATE false')
+        await admin.execute(f'DROP DATABASE "{TEMPLATE_DB}" WITH (FORCE)')
 
 
 def start_servers() -> Iterator[TestServers]:
@@ -145,7 +160,13 @@ async def drop_root(ep: Endpoints, settings: Settings) -> None:
     try:
         js = nc.jetstream()
         subjects = settings.subjects
-        for stream in (subjects.metrics_stream, subjects.events_stream, subjects.dlq_stream):
+        kv_stream = f"KV_{subjects.config_bucket}"  # the plugin-config KV bucket's stream
+        for stream in (
+            subjects.metrics_stream,
+            subjects.events_stream,
+            subjects.dlq_stream,
+            kv_stream,
+        ):
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(stream)
     finally:

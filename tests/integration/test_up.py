@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 from compose.embedded import free_port
+from compose.stack import SERVICES
 from tests.servers import (
     TestServers,
     drop_database,
@@ -64,9 +66,22 @@ class Up:
     def output(self) -> str:
         return (self.data.parent / f"{self.data.name}-up.log").read_text(errors="replace")
 
+    @property
+    def token(self) -> str:
+        """The admin token `unity up` printed once, on the first start of this data folder."""
+        found = re.search(r"Admin token \(shown once, keep it\): (\S+)", self.output())
+        assert found, f"no admin token printed:\n{self.output()}"
+        return found[1]
+
+    def get(self, path: str, **params: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.get(f"{self.url}{path}", params=params, headers=headers, timeout=5)
+
     def latest(self) -> dict[str, object] | None:
+        if "Unity is up." not in self.output():
+            return None
         try:
-            resp = httpx.get(f"{self.url}/latest", params={"host": "e2e-host"}, timeout=5)
+            resp = self.get("/latest", host="e2e-host")
         except httpx.HTTPError:
             return None
         return resp.json() if resp.status_code == 200 else None
@@ -119,15 +134,14 @@ def test_up_serves_latest_and_history_then_stops_every_child_on_sigint(up: Up) -
     assert body["source"] == "valkey"
     print(f"cpu and memory visible in /latest {elapsed:.1f}s after start")
 
-    history = httpx.get(
-        f"{up.url}/query", params={"host": "e2e-host", "name": "memory_total_bytes"}, timeout=5
-    ).json()
+    history = up.get("/query", host="e2e-host", name="memory_total_bytes").json()
     assert history["series"] and history["series"][0]["points"]
 
     children = _descendants(proc.pid)
     names = {c.name() for c in children}
     assert {"nats-server", "postgres", "valkey-server"} <= names, names
-    assert sum(1 for c in children if "compose" in c.cmdline()) == 3
+    services = [c.cmdline()[-1] for c in children if "compose" in c.cmdline()]
+    assert sorted(services) == sorted(SERVICES)
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(90) == 0, up.output()
@@ -139,9 +153,9 @@ def test_up_serves_latest_and_history_then_stops_every_child_on_sigint(up: Up) -
 def test_up_recovers_after_sigkill_and_keeps_the_data(up: Up) -> None:
     proc = up.start()
     up.wait_for_plugins()
-    before = httpx.get(
-        f"{up.url}/query", params={"host": "e2e-host", "name": "memory_total_bytes"}, timeout=5
-    ).json()["series"][0]["points"]
+    before = up.get("/query", host="e2e-host", name="memory_total_bytes").json()["series"][0][
+        "points"
+    ]
     children = _descendants(proc.pid)
     proc.kill()
     proc.wait()
@@ -154,9 +168,9 @@ def test_up_recovers_after_sigkill_and_keeps_the_data(up: Up) -> None:
     deadline = time.monotonic() + 30
     after: list[list[float]] = []
     while time.monotonic() < deadline:
-        after = httpx.get(
-            f"{up.url}/query", params={"host": "e2e-host", "name": "memory_total_bytes"}, timeout=5
-        ).json()["series"][0]["points"]
+        after = up.get("/query", host="e2e-host", name="memory_total_bytes").json()["series"][0][
+            "points"
+        ]
         if len(after) > len(before):
             break
         time.sleep(0.5)
