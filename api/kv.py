@@ -10,15 +10,10 @@ from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
 from api.errors import ApiError
-from schemas import token
-from schemas.api import KvSettings
+from schemas import PluginSettings
 
 HISTORY = 5
 _encoder = msgspec.json.Encoder()
-
-
-def config_key(host: str, plugin: str, instance: str) -> str:
-    return f"{token(host)}.{token(plugin)}.{token(instance) if instance else '_'}"
 
 
 class ConfigBucket:
@@ -35,7 +30,7 @@ class ConfigBucket:
                 self._kv = await self.js.create_key_value(bucket=self.bucket, history=HISTORY)
         return self._kv
 
-    async def put(self, key: str, value: KvSettings) -> int:
+    async def put(self, key: str, value: PluginSettings) -> int:
         """Publish; returns the KV revision. 503 when NATS cannot take it."""
         try:
             kv = await self._open()

@@ -17,17 +17,15 @@ from starlette.responses import Response
 
 from api.config_schema import check_config, check_schema
 from api.errors import ApiError
-from api.kv import config_key
 from api.latest import PAGE
 from api.operation import Operation, Param, path_int, read_body
 from api.params import parse_bool, parse_page, parse_time
 from api.responses import MsgspecResponse
 from api.rows import from_row
 from api.state import AppState, state_of
-from schemas import token
+from schemas import PluginSettings, settings_key, token
 from schemas.api import (
     ConfigUpdate,
-    KvSettings,
     PluginConfig,
     PluginHealth,
     PluginInfo,
@@ -55,13 +53,13 @@ def _check_interval(value: float | None) -> None:
 
 
 async def _publish(st: AppState, row: asyncpg.Record) -> None:
-    settings = KvSettings(
+    settings = PluginSettings(
         enabled=row["enabled"],
         interval_s=row["interval_s"],
         config=msgspec.json.decode(row["config"]),
         revision=row["config_revision"],
     )
-    await st.config.put(config_key(row["host"], row["plugin"], row["instance"]), settings)
+    await st.config.put(settings_key(row["host"], row["plugin"], row["instance"]), settings)
 
 
 async def _fetch(db: asyncpg.Connection | asyncpg.Pool, plugin_id: int) -> asyncpg.Record:
@@ -221,7 +219,7 @@ async def delete_plugin(request: Request) -> Response:
         )
         if row is None:
             raise ApiError(404, "not_found", f"no plugin with id {plugin_id}")
-        await st.config.delete(config_key(row["host"], row["plugin"], row["instance"]))
+        await st.config.delete(settings_key(row["host"], row["plugin"], row["instance"]))
     return Response(status_code=204)
 
 

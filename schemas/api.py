@@ -245,15 +245,6 @@ class ConfigUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     revision: int | None = None
 
 
-class KvSettings(msgspec.Struct, frozen=True):
-    """Value of a plugin's key in the config KV bucket (see ``Subjects.config_bucket``)."""
-
-    enabled: bool
-    interval_s: float | None
-    config: dict[str, Any]
-    revision: int
-
-
 class PluginRun(msgspec.Struct, frozen=True):
     """One run of a plugin instance, from its health report."""
 

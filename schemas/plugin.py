@@ -56,8 +56,10 @@ class PluginInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     v: int = 1
 
 
-class PluginSettings(msgspec.Struct, frozen=True, omit_defaults=True):
+class PluginSettings(msgspec.Struct, frozen=True):
     """The value stored under ``<host>.<plugin>.<instance or _>`` in the plugin-config KV bucket.
+
+    Encoded with every field, so ``nats kv get`` shows the whole state.
 
     Attributes:
         enabled: False stops the plugin's runs until it is enabled again.

@@ -8,8 +8,7 @@ import msgspec
 import pytest
 from nats.js.errors import KeyNotFoundError
 
-from api.kv import config_key
-from schemas import HealthReport, MetricBatch, Sample, encode
+from schemas import HealthReport, MetricBatch, Sample, encode, settings_key
 from tests.api.conftest import Api, eventually, ingesting
 
 SCHEMA: dict[str, Any] = {
@@ -39,7 +38,7 @@ async def _register(api: Api, **fields: Any) -> dict[str, Any]:
 
 async def _kv(api: Api, host: str, plugin: str, instance: str = "") -> dict[str, Any]:
     kv = await api.js.key_value(api.env.settings.subjects.config_bucket)
-    entry = await kv.get(config_key(host, plugin, instance))
+    entry = await kv.get(settings_key(host, plugin, instance))
     assert entry.value is not None
     value: dict[str, Any] = msgspec.json.decode(entry.value)
     return value
@@ -170,7 +169,7 @@ async def test_delete_removes_the_entry_and_its_key(api: Api) -> None:
     assert (await api.get(f"/plugins/{plugin['id']}")).status_code == 404
     kv = await api.js.key_value(api.env.settings.subjects.config_bucket)
     with pytest.raises(KeyNotFoundError):
-        await kv.get(config_key("nas", "ups", ""))
+        await kv.get(settings_key("nas", "ups", ""))
 
 
 async def test_nats_only_plugin_is_discovered_with_health_and_runs(api: Api) -> None:
