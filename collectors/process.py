@@ -36,9 +36,9 @@ async def print_once(collector: Collector) -> int:
     """Run each plugin once and print every message it would publish, one JSON line each."""
     await collector.start(connect=False)
     failed = 0
-    for result, events in await collector.collect_all():
+    for result in await collector.collect_all():
         failed += result.report.status == "error"
-        for message in (result.batch, *events, result.report):
+        for message in (result.batch, *result.events, result.report):
             if message is not None:
                 sys.stdout.write(msgspec.json.encode(message).decode() + "\n")
     await collector.stop(flush_timeout=0)

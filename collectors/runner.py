@@ -40,17 +40,17 @@ from collectors.config import (
     parse_config,
     plugin_config,
 )
+from collectors.pidstat import collection_tick
 from collectors.sender import Sender
-from collectors.sink import EventSink
 from collectors.spool import DiskSpool, Message, Outbox
 from collectors.watch import Change, ConfigWatch
 from compose.connect import connect_nats
 from compose.settings import Endpoints, Settings
 from schemas import Event, HealthReport, MetricBatch, Status, Subjects, encode
-from sdk import Plugin
+from sdk import Plugin, Sink
 from sdk.discovery import discover
 from sdk.publisher import msg_id
-from sdk.runner import RunResult
+from sdk.runner import RunResult, run_events
 
 log = logging.getLogger(__name__)
 
@@ -380,18 +380,18 @@ class Collector:
         slot = next(s for s in self.slots.values() if s.plugin is plugin)
         return await self._run(slot, time.time())
 
-    async def collect_all(self) -> list[tuple[RunResult, list[Event]]]:
+    async def collect_all(self) -> list[RunResult]:
         """Run every instance once, concurrently, without publishing (`unity collector --once`)."""
         now = time.time()
         return list(await asyncio.gather(*(self._collect(s, now) for s in self.slots.values())))
 
     async def _run(self, slot: Slot, due: float) -> RunResult:
-        result, events = await self._collect(slot, due)
+        result = await self._collect(slot, due)
         report = result.report
         base_id = msg_id(self.host, report.plugin, report.instance, result.seq)
         if result.batch is not None:
             self._queue(self.subjects.metrics(self.host, report.plugin), result.batch, base_id)
-        for index, event in enumerate(events):
+        for index, event in enumerate(result.events):
             self._queue(
                 self.subjects.events(self.host, report.plugin), event, f"{base_id}:event:{index}"
             )
@@ -404,25 +404,25 @@ class Collector:
             )
             self._reported_dropped = self.outbox.dropped
         self._queue(self.subjects.health(self.host, report.plugin), report, f"{base_id}:health")
-        return RunResult(result.batch, report, result.seq)
+        return RunResult(result.batch, report, result.seq, result.events)
 
-    async def _collect(self, slot: Slot, due: float) -> tuple[RunResult, list[Event]]:
+    async def _collect(self, slot: Slot, due: float) -> RunResult:
         if slot.running is not None and not slot.running.done():
             # The previous collect is still stuck in its thread: never start a second one.
             now = time.time()
             slot.skipped += 1
             message = f"previous run still running after {now - slot.running_since:.1f}s"
-            return self._finish(slot, due, now, EventSink({}), "error", message, "busy"), []
+            return self._finish(slot, due, now, Sink({}), "error", message, "busy")
         if slot.replacement is not None:
             if slot.ready:
                 await self._teardown(slot, slot.plugin)
             slot.plugin, slot.replacement, slot.ready = slot.replacement, None, False
         plugin = slot.plugin
-        sink = EventSink(plugin.declared())
+        sink = Sink(plugin.declared())
         started = time.time()
         slot.runs += 1
         slot.running_since = started
-        slot.running = slot.worker.submit(self._work, slot, plugin, sink)
+        slot.running = slot.worker.submit(self._work, slot, plugin, sink, due)
         status: Status = "ok"
         message = ""
         outcome = "ok"
@@ -437,39 +437,24 @@ class Collector:
             message = f"{type(exc).__name__}: {exc}"
         else:
             status, message = own_health(plugin)
-        result = self._finish(slot, due, started, sink, status, message, outcome)
-        if status == "error":
-            return result, []
-        events = [
-            Event(
-                host=self.host,
-                plugin=plugin.id,
-                kind=e.kind,
-                instance=plugin.instance,
-                ts=result.report.ts,
-                severity=e.severity,
-                message=e.message,
-                data=e.data,
-            )
-            for e in sink.events
-        ]
-        return result, events
+        return self._finish(slot, due, started, sink, status, message, outcome)
 
     @staticmethod
-    def _work(slot: Slot, plugin: Plugin, sink: EventSink) -> None:
+    def _work(slot: Slot, plugin: Plugin, sink: Sink, due: float) -> None:
         # Setup runs in the run's thread, under its timeout: a plugin whose setup fails is
         # reported like a failed run and tried again on the next one.
         if not slot.ready:
             plugin.setup()
             slot.ready = True
-        plugin.collect(sink)
+        with collection_tick(due):
+            plugin.collect(sink)
 
     def _finish(
         self,
         slot: Slot,
         due: float,
         started: float,
-        sink: EventSink,
+        sink: Sink,
         status: Status,
         message: str,
         outcome: str,
@@ -514,7 +499,8 @@ class Collector:
             duration_ms=round((finished - started) * 1000, 3),
             samples=len(sink.samples) if batch else 0,
         )
-        return RunResult(batch, report, seq)
+        events = run_events(sink, slot.plugin, self.host, ts) if status != "error" else ()
+        return RunResult(batch, report, seq, events)
 
     def _queue(
         self, subject: str, message: MetricBatch | Event | HealthReport, msg_id: str

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -207,6 +208,13 @@ class Outbox:
         if self._memory:
             return self._memory[0]
         return self.disk.head() if self.disk else None
+
+    def window(self, limit: int) -> list[Message]:
+        """Up to ``limit`` oldest messages, in order: those in memory, else the disk's head."""
+        if self._memory:
+            return list(itertools.islice(self._memory, limit))
+        head = self.disk.head() if self.disk else None
+        return [] if head is None else [head]
 
     def pop(self, message: Message) -> None:
         if self._memory and self._memory[0] is message:

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from nats.errors import Error as NatsError
@@ -20,20 +19,11 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
-from schemas import token
+from schemas import PluginSettings, token
 
 log = logging.getLogger(__name__)
 
 _RETRY_S = 2.0
-
-
-class Override(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """What the registry says about one plugin instance on this host."""
-
-    enabled: bool = True
-    interval_s: float | None = None
-    config: dict[str, Any] = {}
-    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +32,7 @@ class Change:
 
     plugin: str
     instance: str
-    override: Override | None
+    override: PluginSettings | None
 
 
 def parse_key(key: str, host: str) -> tuple[str, str] | None:
@@ -65,7 +55,7 @@ class ConfigWatch:
         self.bucket = bucket
         self.host = host
         self._apply = apply
-        self._decoder = msgspec.json.Decoder(Override)
+        self._decoder = msgspec.json.Decoder(PluginSettings)
         self.applied = 0
 
     async def run(self, js: JetStreamContext) -> None:

@@ -1,7 +1,7 @@
 """One run of one plugin: collect in a worker thread under a timeout, then batch and report.
 
 A failing or hanging ``collect`` becomes a health report with status ``error``; it never becomes
-data and never raises to the caller.
+data (samples or events) and never raises to the caller.
 """
 
 from __future__ import annotations
@@ -11,20 +11,55 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas import HealthReport, MetricBatch, Status
+from schemas import Event, HealthReport, MetricBatch, Status
 from sdk.plugin import Plugin
 from sdk.sink import Sink
 
-__all__ = ["RunResult", "collect_once"]
+__all__ = ["RunResult", "collect_once", "run_events"]
 
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What one run produced: the batch (None when it failed or was empty) and its report."""
+    """What one run produced.
+
+    Attributes:
+        batch: The samples, or None when the run failed or added none.
+        report: The run's health report.
+        seq: The run's start time in ms: the batch's ``seq`` and the base of its Msg-Ids.
+        events: The events the run added (``Sink.event``), none when it failed.
+    """
 
     batch: MetricBatch | None
     report: HealthReport
     seq: int
+    events: tuple[Event, ...] = ()
+
+
+def run_events(sink: Sink, plugin: Plugin, host: str, ts: datetime) -> tuple[Event, ...]:
+    """The events ``plugin`` added to ``sink``, as published: with host, plugin, instance, time.
+
+    Args:
+        sink: The run's sink.
+        plugin: The plugin that ran.
+        host: The host the events are about.
+        ts: The run's start time, given to every event of the run.
+
+    Returns:
+        One :class:`~schemas.Event` per ``Sink.event`` call, in order.
+    """
+    return tuple(
+        Event(
+            host=host,
+            plugin=plugin.id,
+            kind=e.kind,
+            instance=plugin.instance,
+            ts=ts,
+            severity=e.severity,
+            message=e.message,
+            data=e.data,
+        )
+        for e in sink.events
+    )
 
 
 async def collect_once(plugin: Plugin, host: str, timeout: float) -> RunResult:
@@ -65,7 +100,8 @@ async def collect_once(plugin: Plugin, host: str, timeout: float) -> RunResult:
         duration_ms=round(duration_ms, 3),
         samples=len(batch.samples) if batch else 0,
     )
-    return RunResult(batch, report, seq)
+    events = run_events(sink, plugin, host, ts) if collected else ()
+    return RunResult(batch, report, seq, events)
 
 
 def _own_health(plugin: Plugin) -> tuple[Status, str]:

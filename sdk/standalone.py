@@ -31,6 +31,7 @@ from sdk.connection import ConnectionSettings
 from sdk.plugin import ConfigError, Plugin
 from sdk.publisher import Publisher
 from sdk.runner import RunResult, collect_once
+from sdk.sink import MAX_EVENTS
 
 __all__ = ["RunState", "Standalone", "add_arguments", "main", "parser", "run", "serve"]
 
@@ -110,19 +111,21 @@ class Standalone:
             task.add_done_callback(self._background.discard)
 
     async def run_once(self) -> RunResult:
-        """Collect once and publish the batch (if any) and the health report."""
+        """Collect once and publish the batch (if any), the run's events and the health report."""
         publisher = self.publisher
         await self._swap_config()
         timeout = self.timeout or max(1.0, self.state.interval * 0.8)
         result = await collect_once(self.plugin, self.connection.host, timeout)
         if result.batch is not None:
             await publisher.publish_batch(result.batch)
+        for index, event in enumerate(result.events):
+            await publisher.publish_event(event, _event_seq(result.seq, index))
         report = self._annotated(result.report)
         if report.status != "ok":
             log.warning("plugin %s: %s: %s", self.plugin.id, report.status, report.message)
         await publisher.publish_health(report, result.seq)
         self.runs += 1
-        return RunResult(result.batch, report, result.seq)
+        return RunResult(result.batch, report, result.seq, result.events)
 
     async def _swap_config(self) -> None:
         """Apply a config that arrived since the last run, between runs, never during one."""
@@ -251,6 +254,12 @@ class Standalone:
             self.state.interval,
         )
         return True
+
+
+def _event_seq(run_seq: int, index: int) -> int:
+    # publish_event's Msg-Id is "<host>:<plugin>:<instance>:<seq>:event": the run's seq (ms)
+    # with room for the index keeps two events of one run apart (Sink caps them at MAX_EVENTS).
+    return run_seq * MAX_EVENTS + index
 
 
 def _next_tick(now: float, interval: float) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,8 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from collectors.hostfs import DEFAULT_PROC, read_text
-from collectors.pidstat import pid_stats
-from collectors.sink import emit_event
+from collectors.pidstat import PidStat, snapshot
 from sdk import Metric, Plugin, Sink
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -37,41 +35,42 @@ class ProcessesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Seen:
     pid: int
     name: str
-    user: str
+    folder: str
     cpu_seconds: float
     rss: int
     threads: int
     started: float
 
 
-def read_processes(proc_root: str, users: dict[int, str]) -> list[Seen]:
+def read_processes(processes: tuple[PidStat, ...]) -> list[Seen]:
     """Every process from one read of ``/proc/<pid>/stat`` each (psutil needs three or more)."""
-    seen = []
-    for p in pid_stats(proc_root):
-        if len(p.fields) < 22:
-            continue
-        try:
-            uid = os.stat(p.folder).st_uid
-        except OSError:
-            continue  # exited since the read
-        if uid not in users:
-            try:
-                users[uid] = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                users[uid] = str(uid)
-        f = p.fields
-        seen.append(
-            Seen(
-                p.pid,
-                p.name,
-                users[uid],
-                (int(f[11]) + int(f[12])) / _TICK,
-                int(f[21]) * _PAGE,
-                int(f[17]),
-                float(f[19]),
-            )
+    return [
+        Seen(
+            p.pid,
+            p.name,
+            p.folder,
+            (int(f[11]) + int(f[12])) / _TICK,
+            int(f[21]) * _PAGE,
+            int(f[17]),
+            float(f[19]),
         )
-    return seen
+        for p in processes
+        if len(f := p.fields) >= 22
+    ]
+
+
+def owner(folder: str, users: dict[int, str]) -> str | None:
+    """The user name owning a process folder; None when the process has exited since."""
+    try:
+        uid = os.stat(folder).st_uid
+    except OSError:
+        return None
+    if uid not in users:
+        try:
+            users[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            users[uid] = str(uid)
+    return users[uid]
 
 
 def mem_total(proc_root: str) -> int:
@@ -104,9 +103,11 @@ class ProcessesPlugin(Plugin):
         self._previous_at = 0.0
 
     def collect(self, sink: Sink) -> None:
-        now = time.monotonic()
         root = self.config.proc_root
-        seen = read_processes(root, self._users)
+        walk = snapshot(root)
+        # The walk's own time: it may have been read for another plugin of this tick.
+        now = walk.taken
+        seen = read_processes(walk.processes)
         sink.add("processes_total", len(seen))
         for name in self.config.names:
             group = [p for p in seen if p.name == name]
@@ -117,7 +118,7 @@ class ProcessesPlugin(Plugin):
             sink.add("process_threads", sum(p.threads for p in group), labels)
         if self.config.top:
             total_memory = mem_total(root)
-            emit_event(sink, "top_processes", self._summary(), self._top(seen, now, total_memory))
+            sink.event("top_processes", self._summary(), self._top(seen, now, total_memory))
         self._previous = {(p.pid, p.started): p.cpu_seconds for p in seen}
         self._previous_at = now
 
@@ -145,7 +146,7 @@ class ProcessesPlugin(Plugin):
                 {
                     "pid": p.pid,
                     "name": p.name,
-                    "user": p.user,
+                    "user": owner(p.folder, self._users),
                     "cpu_percent": pct,
                     "cpu_seconds": round(p.cpu_seconds, 2),
                     "rss_bytes": p.rss,

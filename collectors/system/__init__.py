@@ -11,8 +11,7 @@ import msgspec
 import psutil
 
 from collectors.hostfs import DEFAULT_PROC, read_text, read_word
-from collectors.pidstat import pid_stats
-from collectors.sink import emit_event
+from collectors.pidstat import snapshot
 from sdk import Metric, Plugin, Sink
 
 # The state letter of /proc/<pid>/stat (fs/proc/array.c).
@@ -38,9 +37,10 @@ class SystemConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def process_states(proc_root: str) -> dict[str, int]:
-    counts = collections.Counter(
-        PROCESS_STATES.get(p.fields[0], "other") for p in pid_stats(proc_root)
-    )
+    letters = collections.Counter(p.fields[0] for p in snapshot(proc_root).processes)
+    counts: collections.Counter[str] = collections.Counter()
+    for letter, count in letters.items():
+        counts[PROCESS_STATES.get(letter, "other")] += count
     return dict(counts)
 
 
@@ -100,7 +100,8 @@ class SystemPlugin(Plugin):
         if self.config.users:
             sink.add("system_users", len(psutil.users()))
         if self.config.process_states:
-            # One read of /proc/<pid>/stat per process: about 4 ms per run for 100 processes.
+            # One read of /proc/<pid>/stat per process, shared with the processes plugin's run
+            # of the same tick (collectors/pidstat.py).
             for state, count in sorted(process_states(root).items()):
                 sink.add("system_processes", count, {"state": state})
         else:
@@ -126,7 +127,5 @@ class SystemPlugin(Plugin):
             **os_release(self.config.host_root),
         }
         if info != self._reported_os:
-            emit_event(
-                sink, "os_info", f"{info.get('pretty_name', info['os'])}, {info['kernel']}", info
-            )
+            sink.event("os_info", f"{info.get('pretty_name', info['os'])}, {info['kernel']}", info)
             self._reported_os = info

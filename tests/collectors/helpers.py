@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collectors.sink import EventSink
-from sdk import Plugin
+from sdk import Plugin, Sink
 
 TESTDATA = Path(__file__).parent / "testdata"
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 
 
-def collect(plugin: Plugin) -> EventSink:
-    sink = EventSink(plugin.declared())
+def collect(plugin: Plugin) -> Sink:
+    sink = Sink(plugin.declared())
     plugin.collect(sink)
     return sink
 
 
-def by_key(sink: EventSink) -> dict[Key, float]:
+def by_key(sink: Sink) -> dict[Key, float]:
     """Samples keyed by (name, labels); a duplicate series in one batch fails the test."""
     found: dict[Key, float] = {}
     for s in sink.samples:

@@ -109,3 +109,19 @@ def test_pop_of_a_message_dropped_meanwhile_removes_nothing(tmp_path: Path) -> N
     outbox.append(msg(3))  # msg 1 dropped while "in flight"
     outbox.pop(head)
     assert drain(outbox) == ["h:p::2", "h:p::3"]
+
+
+def test_window_is_the_oldest_in_memory_else_the_disk_head(tmp_path: Path) -> None:
+    disk = DiskSpool(tmp_path, max_bytes=1_000_000)
+    disk.open()
+    outbox = Outbox(max_messages=100, disk=disk)
+    assert outbox.window(8) == []
+    for n in range(5):
+        outbox.append(msg(n))
+    assert [m.msg_id for m in outbox.window(3)] == ["h:p::0", "h:p::1", "h:p::2"]
+    assert len(outbox.window(8)) == 5
+    outbox.spill()
+    # From disk one at a time: each file is read only when it is next.
+    assert [m.msg_id for m in outbox.window(8)] == ["h:p::0"]
+    assert drain(outbox) == [f"h:p::{n}" for n in range(5)]
+    disk.close()

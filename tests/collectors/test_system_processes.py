@@ -51,10 +51,12 @@ def test_system_fixture_loads_uptime_and_process_states() -> None:
     assert collect(plugin).events == []
 
 
-def test_system_with_a_plain_sdk_sink_still_publishes_samples() -> None:
+def test_system_under_the_sdk_sink_gives_samples_and_the_os_event() -> None:
+    # What `unity plugin run system` gets: the SDK's own sink, events included.
     sink = Sink(SystemPlugin.declared())
     SystemPlugin().collect(sink)
     assert any(s.name == "system_uptime_seconds" for s in sink.samples)
+    assert [e.kind for e in sink.events] == ["os_info"]
 
 
 def test_system_on_the_live_host_obeys_invariants() -> None:

@@ -13,6 +13,7 @@ from schemas import PluginInfo, decode, encode
 from sdk import ConfigError, Health, Metric, Plugin, Sink
 from sdk.check import check, check_metadata
 from sdk.runner import collect_once
+from sdk.sink import MAX_EVENTS
 from sdk.testing import MemorySink, collect, run
 
 
@@ -194,3 +195,60 @@ def test_check_metadata_warns_about_a_lenient_config() -> None:
             sink.add("x", 1)
 
     assert [(f.level, f.what) for f in check_metadata(P)] == [("warning", "Config")]
+
+
+class Inventory(Ups):
+    """Adds two events next to its samples, then fails when told to."""
+
+    def collect(self, sink: Sink) -> None:
+        sink.add("ups_load_percent", 41, self.labels)
+        sink.event("ups_inventory", "1 UPS", {"models": ["Back-UPS 700"]})
+        sink.event("power_lost", "on battery", severity="warning")
+        if self.fail is not None:
+            raise self.fail
+
+
+def test_sink_events_are_checked_and_their_data_copied() -> None:
+    sink = Sink(Ups.declared())
+    data = {"disks": ["sda"]}
+    sink.event("inventory", "1 disk", data)
+    data["disks"].append("sdb")
+    data["extra"] = ["x"]
+    [event] = sink.events
+    assert (event.kind, event.message, event.severity) == ("inventory", "1 disk", "info")
+    assert set(event.data) == {"disks"}
+    with pytest.raises(ValueError, match="event kind 'power lost'"):
+        sink.event("power lost")
+    with pytest.raises(ValueError, match="severity 'fatal'"):
+        sink.event("power_lost", severity="fatal")  # type: ignore[arg-type]
+    assert len(sink.events) == 1
+
+
+def test_a_run_may_add_at_most_max_events() -> None:
+    sink = Sink({})
+    for n in range(MAX_EVENTS):
+        sink.event("tick", str(n))
+    with pytest.raises(ValueError, match=f"at most {MAX_EVENTS} events"):
+        sink.event("tick")
+    assert len(sink.events) == MAX_EVENTS
+
+
+async def test_run_result_carries_the_events_stamped_like_the_batch() -> None:
+    result = await collect_once(Inventory(instance="rack"), "nas", 5.0)
+    assert result.batch is not None
+    assert [(e.kind, e.severity, e.message) for e in result.events] == [
+        ("ups_inventory", "info", "1 UPS"),
+        ("power_lost", "warning", "on battery"),
+    ]
+    assert {(e.host, e.plugin, e.instance, e.ts) for e in result.events} == {
+        ("nas", "ups", "rack", result.batch.ts)
+    }
+    assert result.events[0].data == {"models": ["Back-UPS 700"]}
+
+
+async def test_a_failed_run_publishes_none_of_its_events() -> None:
+    plugin = Inventory()
+    plugin.fail = RuntimeError("lost the UPS halfway")
+    result = await collect_once(plugin, "nas", 5.0)
+    assert result.report.status == "error"
+    assert result.batch is None and result.events == ()

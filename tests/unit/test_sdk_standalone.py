@@ -9,7 +9,15 @@ import msgspec
 
 from compose.connect import connect_nats
 from ingest.streams import ensure_streams
-from schemas import HealthReport, MetricBatch, PluginSettings, decode, encode, settings_key
+from schemas import (
+    Event,
+    HealthReport,
+    MetricBatch,
+    PluginSettings,
+    decode,
+    encode,
+    settings_key,
+)
 from sdk import ConnectionSettings, Metric, Plugin, Sink, Standalone
 from tests.conftest import Env
 
@@ -143,3 +151,47 @@ async def test_interval_enabled_and_config_apply_live_from_the_bucket(env: Env) 
             await js.delete_key_value(env.settings.subjects.config_bucket)
     finally:
         await nc.close()
+
+
+class Eventful(Plugin):
+    id = "eventful"
+    metrics = (Metric("eventful_runs", "", "counter"),)
+
+    def collect(self, sink: Sink) -> None:
+        sink.add("eventful_runs", 1)
+        sink.event("inventory", "2 disks", {"disks": ["sda", "sdb"]})
+        sink.event("disk_failing", "sdb: 8 reallocated sectors", severity="warning")
+
+
+async def test_run_once_publishes_the_events_of_a_run_each_with_its_own_msg_id(env: Env) -> None:
+    nc = await connect_nats(env.ep, "standalone-test")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, env.settings)
+        runner = Standalone(Eventful(), connection(env), watch_config=False)
+        await runner.start()
+        try:
+            first = await runner.run_once()
+            second = await runner.run_once()
+        finally:
+            await runner.stop()
+        subjects = env.settings.subjects
+        sub = await js.subscribe(subjects.events("box", "eventful"), ordered_consumer=True)
+        got = [await sub.next_msg(timeout=5) for _ in range(4)]
+        info = await js.stream_info(subjects.events_stream)
+    finally:
+        await nc.close()
+    assert [e.kind for e in first.events] == ["inventory", "disk_failing"]
+    events = [decode(m.data, Event) for m in got]
+    assert [(e.kind, e.severity) for e in events] == [
+        ("inventory", "info"),
+        ("disk_failing", "warning"),
+    ] * 2
+    assert events[0].data == {"disks": ["sda", "sdb"]}
+    assert [e.ts for e in events] == [first.report.ts] * 2 + [second.report.ts] * 2
+    ids = [m.headers["Nats-Msg-Id"] if m.headers else "" for m in got]
+    assert ids == [
+        f"box:eventful::{run.seq * 1000 + n}:event" for run in (first, second) for n in (0, 1)
+    ]
+    # Four events and two health reports: no event was taken for a duplicate of another.
+    assert info.state.messages == 6
