@@ -94,18 +94,6 @@ class Catalogue:
             found[key] = row["id"]
         return found
 
-    async def fill(
-        self, conn: asyncpg.Connection, rows: list[Any], unresolved: Unresolved
-    ) -> dict[SeriesKey, int]:
-        """Put series ids into the rows listed in ``unresolved``; returns what to ``learn``."""
-        if not unresolved:
-            return {}
-        ids = await self.resolve(conn, (spec for _, _, spec in unresolved))
-        for index, _, spec in unresolved:
-            ts, _, value = rows[index]
-            rows[index] = (ts, ids[spec.key], value)
-        return ids
-
     def learn(self, ids: Mapping[SeriesKey, int], unresolved: Unresolved) -> None:
         """Cache ids once the transaction that created them has committed."""
         self._ids.update(ids)

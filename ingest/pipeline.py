@@ -119,6 +119,7 @@ class Pipeline:
                     work.runs.clear()
                     work.events.clear()
                     work.newest.clear()
+                    work.newest_shapes.clear()
                     work.seen.clear()
                     await self._commit(work)
                     break

@@ -9,38 +9,19 @@ Plugin runs, events and the registry's last-seen and health are written in the s
 from __future__ import annotations
 
 import logging
-import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
 
 from ingest.catalogue import Catalogue
+from ingest.copyformat import copy_packed, with_series
 from ingest.decoder import Work
 
 log = logging.getLogger(__name__)
 
-Row = tuple[int, int, float]  # (microseconds since the Unix epoch, series id, value)
 COLUMNS = ("time", "series_id", "value")
 Path = Literal["empty", "copy", "merge"]
-
-# PostgreSQL's binary COPY format, built here: three times cheaper in CPU than asyncpg's
-# per-record encoding of datetime objects (measured, docs/benchmarks.md), and no datetime per row.
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_TRAILER = b"\xff\xff"
-_ROW = struct.Struct(">hiqiqid")  # 3 fields: int64 time, int64 series_id, float8 value
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
-
-
-def copy_data(rows: Iterable[Row]) -> bytes:
-    """``rows`` in PostgreSQL's binary COPY format for (time, series_id, value)."""
-    pack = _ROW.pack
-    pg_epoch = _PG_EPOCH_US
-    parts = [_COPY_HEADER]
-    parts.extend(pack(3, 8, ts - pg_epoch, 8, sid, 8, value) for ts, sid, value in rows)
-    parts.append(_COPY_TRAILER)
-    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +30,12 @@ class Written:
     series_looked_up: int
 
 
-async def write_samples(conn: asyncpg.Connection, rows: list[Row]) -> Path:
-    """Write rows inside the caller's transaction; returns which path was taken."""
+async def write_samples(conn: asyncpg.Connection, rows: list[bytes]) -> Path:
+    """Write packed rows inside the caller's transaction; returns which path was taken."""
     if not rows:
         return "empty"
     # A memoryview: asyncpg would take bytes for a file name (bytes are path-like).
-    data = memoryview(copy_data(rows))
+    data = memoryview(copy_packed(rows))
     try:
         async with conn.transaction():  # a savepoint, so the fallback can run after a failure
             await conn.copy_to_table("samples", source=data, columns=COLUMNS, format="binary")
@@ -128,7 +109,10 @@ async def _write_registry(conn: asyncpg.Connection, work: Work) -> None:
 async def write_work(conn: asyncpg.Connection, catalogue: Catalogue, work: Work) -> Written:
     """Write ``work`` in one transaction on ``conn``; the caller acks after this returns."""
     async with conn.transaction():
-        ids = await catalogue.fill(conn, work.rows, work.unresolved)
+        ids = await catalogue.resolve(conn, (spec for _, _, spec in work.unresolved))
+        rows = work.rows
+        for index, _, spec in work.unresolved:
+            rows[index] = with_series(rows[index], ids[spec.key])
         path = await write_samples(conn, work.rows)
         if work.runs:
             await conn.executemany(_RUNS, work.runs)

@@ -1,6 +1,8 @@
 """Ingest throughput against the database's own COPY ceiling, and latency at a steady load.
 
     .venv/bin/python -m tests.bench.bench_ingest [--samples 2000000] [--workers 1 2]
+        [--fetch N] [--pullers N]
+    .venv/bin/python -m tests.bench.bench_ingest --decode-only [--samples 2000000]
 
 Starts its own nats-server, PostgreSQL and Valkey (as the tests do; or the UNITY_TEST_* URLs),
 then in one run:
@@ -34,16 +36,20 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import asyncpg
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from compose.connect import connect_nats
 from compose.settings import Endpoints, Settings
+from ingest.catalogue import Catalogue, SeriesKey
+from ingest.copyformat import copy_data, copy_packed
+from ingest.decoder import Decoder
 from ingest.maintenance import maintain
 from ingest.streams import DURABLE, ensure_consumers, ensure_streams
-from ingest.writer import copy_data
-from schemas import MetricBatch, Sample, encode
+from schemas import MetricBatch, Sample, decode, encode
 from tests.integration.ingest_support import child_env
 from tests.servers import TestServers, drop_database, drop_root, fresh_database, isolated_settings
 from tests.servers import start_servers as session_servers
@@ -153,7 +159,13 @@ def spawn_ingest(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen
 
 
 async def bench_ingest(
-    ep: Endpoints, settings: Settings, messages: int, base: float, workers: int, data: Path
+    ep: Endpoints,
+    settings: Settings,
+    messages: int,
+    base: float,
+    workers: int,
+    data: Path,
+    tuning: dict[str, str],
 ) -> float:
     await prepare(ep, settings)
     nc = await connect_nats(ep, "bench")
@@ -163,14 +175,15 @@ async def bench_ingest(
         await ensure_consumers(js, settings)
         await preload(js, settings, messages, base)
         log = data / f"ingest-{workers}.log"
-        proc = spawn_ingest(
-            child_env(
-                ep, settings.subject_root, data, ingest_report_interval_s="0", log_level="WARNING"
-            ),
-            log,
-            "--workers",
-            str(workers),
+        env = child_env(
+            ep,
+            settings.subject_root,
+            data,
+            ingest_report_interval_s="0",
+            log_level="WARNING",
+            **tuning,
         )
+        proc = spawn_ingest(env, log, "--workers", str(workers))
         stream = settings.subjects.metrics_stream
         first: float | None = None
         try:
@@ -199,7 +212,8 @@ async def bench_ingest(
         await conn.close()
     assert stored == messages * PER_MESSAGE, stored
     # The first ack comes after the first commit: add one batch's worth to the measured span.
-    drained = messages * PER_MESSAGE - min(messages, settings.ingest_fetch) * PER_MESSAGE
+    fetch = int(tuning.get("ingest_fetch", settings.ingest_fetch))
+    drained = messages * PER_MESSAGE - min(messages, fetch) * PER_MESSAGE
     return drained / (last - first)
 
 
@@ -260,6 +274,54 @@ async def bench_latency(
     return latencies
 
 
+def bench_decode(rounds: int) -> None:
+    """CPU time per sample of ingest's decode path on one 500-message fetch, in this process.
+
+    The path is what a worker does between fetch and commit: ``Decoder.decode`` (msgspec decode,
+    ``split_batch``, series ids, packed rows, newest values), the COPY data and the
+    ``LatestValue`` list; the series are cached as after a worker's first commit. Baseline in
+    the same run: msgspec ``decode`` of the same messages alone, the floor of the path.
+    """
+    now = datetime.now(UTC)
+    base = now.timestamp() - 3600
+    msgs = []
+    for m in range(500):
+        batch = message(m, base)
+        reply = f"$JS.ACK.UNITY_METRICS.ingest.1.{m + 1}.{m + 1}.{time.time_ns()}.0"
+        subject = f"unity.metrics.{batch.host}.{batch.plugin}"
+        msgs.append(Msg(cast(Any, None), subject=subject, reply=reply, data=encode(batch)))
+    catalogue = Catalogue()
+    decoder = Decoder(catalogue)
+    first = decoder.decode(msgs)
+    ids: dict[SeriesKey, int] = {}
+    for _, _, spec in first.unresolved:
+        ids.setdefault(spec.key, len(ids) + 1)
+    catalogue.learn(ids, first.unresolved)
+
+    def path() -> None:
+        work = decoder.decode(msgs)
+        copy_packed(work.rows)
+        work.latest()
+
+    def floor() -> None:
+        for msg in msgs:
+            decode(msg.data, MetricBatch)
+
+    samples = len(msgs) * PER_MESSAGE * rounds
+    for name, run_once in (("msgspec decode alone", floor), ("ingest decode path", path)):
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            for _ in range(rounds):
+                run_once()
+            best = min(best, time.process_time() - started)
+        print(
+            f"{name:>22}: {samples / best:12,.0f} samples/s of CPU"
+            f" ({best / samples * 1e6:.2f} us a sample)",
+            flush=True,
+        )
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -274,6 +336,13 @@ async def run(servers: TestServers, args: argparse.Namespace, data: Path) -> Non
         flush=True,
     )
     made: list[tuple[str, Endpoints, Settings]] = []
+    tuning = {
+        key: str(value)
+        for key, value in (("ingest_fetch", args.fetch), ("ingest_pullers", args.pullers))
+        if value is not None
+    }
+    if tuning:
+        print(f"ingest settings for (b): {tuning}", flush=True)
 
     async def scratch() -> tuple[Endpoints, Settings]:
         name = f"bench{uuid.uuid4().hex[:10]}"
@@ -295,7 +364,7 @@ async def run(servers: TestServers, args: argparse.Namespace, data: Path) -> Non
         )
         for workers in args.workers:
             ep, settings = await scratch()
-            rate = await bench_ingest(ep, settings, messages, base, workers, data)
+            rate = await bench_ingest(ep, settings, messages, base, workers, data, tuning)
             print(
                 f"(b) ingest, {workers} worker(s):         {rate:12,.0f} samples/s"
                 f"   ratio (b)/(a) = {rate / copy_rate:.2f}   (b)/(a') = {rate / own_rate:.2f}"
@@ -323,7 +392,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=20_000, help="samples/s for (c)")
+    parser.add_argument("--fetch", type=int, help="messages per fetch in (b) (default: settings)")
+    parser.add_argument("--pullers", type=int, help="pullers per worker in (b) (default: settings)")
+    parser.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="only the CPU time of the decode path, in this process (no servers)",
+    )
     args = parser.parse_args()
+    if args.decode_only:
+        print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        bench_decode(max(1, args.samples // (500 * PER_MESSAGE)))
+        return
     data = Path(tempfile.mkdtemp(prefix="unity-bench-"))
     with contextlib.contextmanager(session_servers)() as servers:
         asyncio.run(run(servers, args, data))

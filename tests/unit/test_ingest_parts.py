@@ -7,15 +7,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+from nats.aio.msg import Msg
 
 from compose.settings import load_settings
+from ingest.catalogue import Catalogue, SeriesKey
+from ingest.copyformat import copy_data, copy_packed, pack_row, unpack_row, with_series
+from ingest.decoder import Decoder, Work
 from ingest.pipeline import Stats
 from ingest.replay import Progress, Replay, ReplayError
 from ingest.report import PLUGIN, Reporter
 from ingest.streams import consumer_config, ingest_filters, stream_for
 from ingest.workers import settings_env
-from ingest.writer import copy_data
-from schemas import split_batch
+from schemas import MetricBatch, Sample, encode, split_batch
 
 
 def test_copy_data_is_postgres_binary_copy() -> None:
@@ -32,6 +35,11 @@ def test_copy_data_is_postgres_binary_copy() -> None:
         (3, 8, expected_us, 8, 7, 8, 1.5),
         (3, 8, expected_us + 1, 8, 2**40, 8, -0.25),
     ]
+    # The decoder packs rows one by one (a new series with id 0, filled in at commit).
+    packed = [pack_row(micros, 0, 1.5), pack_row(micros + 1, 2**40, -0.25)]
+    packed[0] = with_series(packed[0], 7)
+    assert copy_packed(packed) == data
+    assert [unpack_row(row) for row in packed] == [(micros, 7, 1.5), (micros + 1, 2**40, -0.25)]
 
 
 def test_worker_children_rebuild_the_same_settings_from_the_environment() -> None:
@@ -113,3 +121,105 @@ def test_replay_progress_rate_and_eta() -> None:
     assert progress.elapsed == 5.0
     assert progress.rate == 5.0
     assert progress.eta == 15.0
+
+
+def js_msg(batch: MetricBatch, seq: int) -> Msg:
+    """A JetStream message as a pull fetch delivers it (the reply subject holds the metadata)."""
+    reply = f"$JS.ACK.UNITY_METRICS.ingest.1.{seq}.{seq}.1795435200000000000.0"
+    subject = f"unity.metrics.{batch.host}.{batch.plugin}"
+    return Msg(cast(Any, None), subject=subject, reply=reply, data=encode(batch))
+
+
+def learn_all(catalogue: Catalogue, work: Work) -> dict[SeriesKey, int]:
+    """What a commit does: give each new series an id and cache it."""
+    ids: dict[SeriesKey, int] = {}
+    for _, _, spec in work.unresolved:
+        ids.setdefault(spec.key, 100 + len(ids))
+    catalogue.learn(ids, work.unresolved)
+    return ids
+
+
+def test_decoder_reuses_a_sources_series_only_when_names_and_labels_match() -> None:
+    catalogue = Catalogue()
+    decoder = Decoder(catalogue)
+    ts = 1_795_435_000.0
+
+    def batch(*samples: Sample, seq: int = 0) -> MetricBatch:
+        return MetricBatch("nas", "disk", list(samples), ts=ts + seq, seq=seq)
+
+    a = Sample("disk_used", 1.0, {"dev": "sda", "mount": "/"})
+    b = Sample("disk_used", 2.0, {"dev": "sdb", "mount": "/data"})
+    first = decoder.decode([js_msg(batch(a, b), 1)])
+    assert [unpack_row(row)[1] for row in first.rows] == [0, 0] and len(first.unresolved) == 2
+    ids = learn_all(catalogue, first)
+    id_a, id_b = (ids[spec.key] for _, _, spec in first.unresolved)
+
+    # The same series again, then with labels reordered: the ids come from the cache.
+    same = decoder.decode([js_msg(batch(a, b, seq=1), 2)])
+    reordered = Sample("disk_used", 3.0, {"mount": "/", "dev": "sda"})
+    again = decoder.decode([js_msg(batch(reordered, b, seq=2), 3)])
+    assert [unpack_row(row)[1:] for row in same.rows] == [(id_a, 1.0), (id_b, 2.0)]
+    assert [unpack_row(row)[1:] for row in again.rows] == [(id_a, 3.0), (id_b, 2.0)]
+    assert same.unresolved == [] and again.unresolved == []
+
+    # Same count, other series or order: never the ids of the last batch by position.
+    swapped = decoder.decode([js_msg(batch(b, a, seq=3), 4)])
+    assert [unpack_row(row)[1] for row in swapped.rows] == [id_b, id_a]
+    c = Sample("disk_used", 4.0, {"dev": "sdc", "mount": "/"})
+    changed = decoder.decode([js_msg(batch(a, c, seq=4), 5)])
+    assert [unpack_row(row)[1] for row in changed.rows] == [id_a, 0]
+    assert [spec.key.labels for _, _, spec in changed.unresolved] == ['{"dev":"sdc","mount":"/"}']
+    renamed = Sample("disk_free", 2.0, {"dev": "sdb", "mount": "/data"})
+    other = decoder.decode([js_msg(batch(a, renamed, seq=5), 6)])
+    assert [unpack_row(row)[1] for row in other.rows] == [id_a, 0]
+
+    # A rejected sample leaves the others with their own ids; the message is dead-lettered.
+    bad = Sample("bad name", 5.0, {"dev": "sda", "mount": "/"})
+    partly = decoder.decode([js_msg(batch(bad, b, seq=6), 7)])
+    assert [unpack_row(row)[1:] for row in partly.rows] == [(id_b, 2.0)]
+    assert [(d.reason, d.msg.metadata.sequence.stream) for d in partly.dead] == [("bad_name", 7)]
+
+
+def test_decoder_keeps_the_newest_value_per_series_for_valkey() -> None:
+    catalogue = Catalogue()
+    decoder = Decoder(catalogue)
+    old, new = 1_795_435_000.0, 1_795_435_060.0
+    s = Sample("ups_load", 1.0, {"ups": "apc"})
+    learn_all(catalogue, decoder.decode([js_msg(MetricBatch("nas", "ups", [s], ts=old), 1)]))
+    msgs = [
+        js_msg(MetricBatch("nas", "ups", [Sample("ups_load", 2.0, {"ups": "apc"})], ts=new), 2),
+        js_msg(MetricBatch("nas", "ups", [Sample("ups_load", 3.0, {"ups": "apc"})], ts=old), 3),
+        js_msg(MetricBatch("nas", "ups", [Sample("ups_load", 4.0, {"ups": "apc"}, ts=new)]), 4),
+    ]
+    latest = decoder.decode(msgs).latest()
+    # The newest time wins; on a tie the message read last.
+    assert [(v.value, v.ts.timestamp()) for v in latest] == [(4.0, new)]
+
+
+def test_own_sample_times_are_compared_one_by_one_for_the_newest_value() -> None:
+    catalogue = Catalogue()
+    decoder = Decoder(catalogue)
+    t0 = 1_795_435_000.0
+
+    def batch(ts: float, *samples: Sample) -> MetricBatch:
+        return MetricBatch("nas", "ups", list(samples), ts=ts)
+
+    def volts(value: float, ts: float | None = None) -> Sample:
+        return Sample("ups_volts", value, {"phase": "1"}, ts=ts)
+
+    def load(value: float, ts: float | None = None) -> Sample:
+        return Sample("ups_load", value, {"phase": "1"}, ts=ts)
+
+    learn_all(catalogue, decoder.decode([js_msg(batch(t0, volts(0.0), load(0.0)), 1)]))
+    msgs = [
+        js_msg(batch(t0 + 10, volts(1.0), load(1.0)), 2),
+        # A later batch time, but its samples carry older times of their own (a backfill).
+        js_msg(batch(t0 + 20, volts(2.0, t0 + 5), load(2.0, t0 + 6)), 3),
+        js_msg(batch(t0 + 8, volts(3.0), load(3.0)), 4),
+        # Older than message 2 for volts; the same time for load, and read later: it wins.
+        js_msg(batch(t0 + 30, volts(4.0, t0 + 9), load(4.0, t0 + 10)), 5),
+    ]
+    work = decoder.decode(msgs)
+    assert len(work.rows) == 8 and work.unresolved == []
+    got = {v.name: (v.value, v.ts.timestamp()) for v in work.latest()}
+    assert got == {"ups_volts": (1.0, t0 + 10), "ups_load": (4.0, t0 + 10)}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,12 +23,15 @@ from schemas import (
     MetricBatch,
     PluginSettings,
     Sample,
+    check_name,
+    check_sample,
     decode,
     encode,
     media_type,
     settings_key,
     split_batch,
     token,
+    validate,
 )
 from schemas import jsonschema as schema_files
 
@@ -253,3 +257,62 @@ def test_schema_drift_is_detected_and_rewritten(tmp_path: Path) -> None:
 def test_future_clock_is_the_receivers() -> None:
     soon = datetime.fromtimestamp(NOW, UTC) + timedelta(seconds=200)
     assert split_batch(MetricBatch("h", "p", [Sample("x", 1.0, ts=soon)]), NOW, now=NOW)[1] == []
+
+
+def test_split_batch_agrees_with_check_sample_once_names_are_known() -> None:
+    # split_batch accepts most samples by a shortcut over names it has seen before: it must
+    # give the same verdicts, epochs and reasons as check_sample, on first sight and after.
+    rng = random.Random(4)
+    names = ["split_ok", "split_also_ok", "split bad", "n" * (MAX_NAME_LEN + 1), "9split"]
+    values = [1.0, -2.5, math.nan, math.inf]
+    label_sets: list[dict[str, str]] = [
+        {},
+        {"k": "v"},
+        {"k": "v", "split_key": "w"},
+        {"split key": "v"},
+        {"k": "v" * (MAX_LABEL_VALUE_LEN + 1)},
+        {f"k{i}": "v" for i in range(MAX_LABELS + 1)},
+    ]
+    stamps: list[datetime | float | None] = [
+        None,
+        None,
+        NOW - 5,
+        NOW + 3600,
+        -1.0,
+        math.nan,
+        datetime.fromtimestamp(NOW - 60, UTC),
+        datetime(1969, 12, 31, tzinfo=UTC),
+    ]
+    samples = [
+        Sample(rng.choice(names), rng.choice(values), rng.choice(label_sets), ts=rng.choice(stamps))
+        for _ in range(400)
+    ]
+    batch = MetricBatch("h", "p", samples)
+    for default_ts in (NOW, NOW + 3600, -5.0, math.nan):
+        for _ in range(2):  # the second pass meets only names the first one checked
+            good, bad = split_batch(batch, default_ts, now=NOW)
+            verdicts = [check_sample(s, default_ts, NOW) for s in samples]
+            assert [s for s, _ in good] == [
+                s for s, v in zip(samples, verdicts, strict=True) if v is None
+            ]
+            assert [(b.index, b.reason) for b in bad] == [
+                (i, v[0]) for i, v in enumerate(verdicts) if v is not None
+            ]
+            for sample, at in good:
+                expected = default_ts if sample.ts is None else validate.epoch(sample.ts)
+                assert at == expected
+    assert len({b.reason for b in split_batch(batch, NOW, now=NOW)[1]}) >= 6
+
+
+def test_known_good_names_are_remembered_within_a_bound() -> None:
+    assert check_name("remembered_name") is None
+    assert "remembered_name" in validate._known_names
+    assert check_name("not remembered") is not None
+    assert "not remembered" not in validate._known_names
+    for i in range(validate._KNOWN_NAMES_MAX + 10):
+        assert check_name(f"flood_{i}") is None
+    assert len(validate._known_names) <= validate._KNOWN_NAMES_MAX
+    # A cleared memory only costs the check again.
+    assert check_name("remembered_name") is None
+    too_long = check_name("n" * (MAX_NAME_LEN + 1))
+    assert too_long is not None and too_long[0] == "name_too_long"
