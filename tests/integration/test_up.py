@@ -109,12 +109,14 @@ def up() -> Iterator[Up]:
     if instance.proc is not None and instance.proc.poll() is None:
         instance.proc.kill()
         instance.proc.wait()
-    # Anything still running on our data folder is a leak: end it, then fail loudly.
-    leaked = [
+    # Children of a killed `up` stop by themselves (PR_SET_PDEATHSIG), gracefully, so give them
+    # the time that takes; anything on our data folder still running after it is a leak.
+    remaining = [
         p
         for p in psutil.process_iter(["cmdline"])
         if str(base) in " ".join(p.info["cmdline"] or [])
     ]
+    _, leaked = psutil.wait_procs(remaining, timeout=30)
     for p in leaked:
         p.kill()
     shutil.rmtree(base, ignore_errors=True)
@@ -174,7 +176,9 @@ def test_up_recovers_after_sigkill_and_keeps_the_data(up: Up) -> None:
         if len(after) > len(before):
             break
         time.sleep(0.5)
-    assert [p[0] for p in after[: len(before)]] == [p[0] for p in before]
+    # Two pullers may commit batches out of time order, so compare as sets: every point stored
+    # before the SIGKILL is still there, and the restarted pipeline added new ones.
+    assert {p[0] for p in before} <= {p[0] for p in after}
     assert len(after) > len(before)
 
     proc.send_signal(signal.SIGTERM)
