@@ -8,6 +8,7 @@ they drift from the Structs.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
@@ -36,7 +37,24 @@ def schema_of(type_: type[Any]) -> dict[str, Any]:
     schema: dict[str, Any] = {"$schema": DIALECT, "title": type_.__name__}
     schema.update(msgspec.json.schema(type_))
     _add_limits(schema["$defs"])
-    return schema
+    return _clean_descriptions(schema)
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Dedent docstring descriptions, so the files do not depend on the msgspec version.
+
+    msgspec 0.22 copies ``__doc__`` as written; 0.23 strips its indentation.
+    """
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(item) for item in node]
+    return node
 
 
 def _add_limits(defs: dict[str, Any]) -> None:
