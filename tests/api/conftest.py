@@ -23,7 +23,6 @@ from api.state import AppState
 from api.tokens import create_token
 from compose.connect import connect_nats
 from compose.embedded import free_port
-from ingest.service import Ingest
 from ingest.streams import ensure_consumers, ensure_streams
 from schemas import MetricBatch, encode
 from tests.conftest import Env
@@ -94,19 +93,6 @@ def without_valkey(env: Env) -> Env:
 async def api(env: Env) -> AsyncIterator[Api]:
     async with running_api(env) as running:
         yield running
-
-
-@contextlib.asynccontextmanager
-async def ingesting(env: Env) -> AsyncIterator[Ingest]:
-    worker = Ingest(env.settings, env.ep)
-    await worker.start()
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        await worker.stop()
-        await task
-        await worker.close()
 
 
 async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 20.0) -> None:

@@ -14,12 +14,12 @@ from schemas import Event, MetricBatch, Sample, encode
 from tests.api.conftest import (
     Api,
     eventually,
-    ingesting,
     running_api,
     stored,
     without_valkey,
 )
 from tests.conftest import Env
+from tests.helpers import running_ingest
 
 NOW = time.time() - 30
 
@@ -48,7 +48,7 @@ def _batches() -> list[MetricBatch]:
 
 @pytest.fixture
 async def loaded(api: Api) -> AsyncIterator[Api]:
-    async with ingesting(api.env):
+    async with running_ingest(api.env):
         await stored(api, _batches())
 
         async def cached() -> bool:
@@ -222,7 +222,7 @@ async def test_events_filtered_by_host_kind_and_time(api: Api) -> None:
     for i, (host, kind) in enumerate((("nas", "smart"), ("nas", "inventory"), ("web", "smart"))):
         event = Event(host=host, plugin="disks", kind=kind, ts=NOW + i, data={"n": i})
         await api.js.publish(subjects.events(host, "disks"), encode(event))
-    async with ingesting(api.env):
+    async with running_ingest(api.env):
 
         async def all_three() -> bool:
             return len((await api.get("/events")).json()["items"]) == 3

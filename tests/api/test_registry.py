@@ -9,7 +9,8 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from schemas import HealthReport, MetricBatch, Sample, encode, settings_key
-from tests.api.conftest import Api, eventually, ingesting
+from tests.api.conftest import Api, eventually
+from tests.helpers import running_ingest
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -188,7 +189,7 @@ async def test_nats_only_plugin_is_discovered_with_health_and_runs(api: Api) -> 
             message=f"run {i}",
         )
         await api.js.publish(subjects.health("edge-1", "solar"), encode(report))
-    async with ingesting(api.env):
+    async with running_ingest(api.env):
 
         async def discovered() -> bool:
             body = (await api.get("/plugins", params={"host": "edge-1"})).json()

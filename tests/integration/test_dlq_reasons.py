@@ -23,7 +23,7 @@ from schemas import (
     encode,
 )
 from tests.conftest import Env
-from tests.integration.test_pipeline import count, running_ingest, wait_for
+from tests.helpers import count, running_ingest, wait_for
 
 GOOD = {"name": "good_metric", "value": 1.0}
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.api.conftest import running_api
 from tests.conftest import Env
-from tests.integration.test_pipeline import running_ingest, wait_for
+from tests.helpers import running_ingest, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "sdk" / "examples" / "dirstat"

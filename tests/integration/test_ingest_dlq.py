@@ -13,6 +13,7 @@ import msgspec
 from ingest import dlq
 from schemas import MSGPACK, Event, HealthReport, MetricBatch, Sample, encode
 from tests.conftest import Env
+from tests.helpers import running_ingest
 from tests.integration.ingest_support import (
     BASE_TS,
     Unity,
@@ -22,7 +23,6 @@ from tests.integration.ingest_support import (
     unity_env,
     wait_until,
 )
-from tests.integration.test_pipeline import running_ingest
 
 TELEGRAF = Path(__file__).parents[1] / "unit" / "testdata" / "lineprotocol" / "telegraf-1.32.lp"
 

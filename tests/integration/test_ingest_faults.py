@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Env
+from tests.helpers import running_ingest
 from tests.integration.ingest_support import (
     Unity,
     assert_exactly,
@@ -17,7 +18,6 @@ from tests.integration.ingest_support import (
     unity_env,
     wait_until,
 )
-from tests.integration.test_pipeline import running_ingest
 
 pytestmark = pytest.mark.slow
 

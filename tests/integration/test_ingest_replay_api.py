@@ -13,6 +13,7 @@ from api.app import create_app
 from api.operation import to_route
 from api.tokens import create_token
 from tests.conftest import Env
+from tests.helpers import running_ingest
 from tests.integration.ingest_support import (
     assert_exactly,
     fetchval,
@@ -21,7 +22,6 @@ from tests.integration.ingest_support import (
     streams_ready,
     wait_until,
 )
-from tests.integration.test_pipeline import running_ingest
 
 
 async def test_admin_replay_restores_lost_rows_and_reports_progress(env: Env) -> None:

@@ -19,8 +19,8 @@ from compose.embedded import ValkeyServer, free_port
 from ingest.cache import read_latest, write_latest
 from schemas.api import LatestValue
 from tests.conftest import Env
+from tests.helpers import running_ingest
 from tests.integration.ingest_support import BASE_TS, publish_batches, stored, wait_until
-from tests.integration.test_pipeline import running_ingest
 
 
 @pytest.mark.slow

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 import msgspec
 
@@ -16,28 +14,11 @@ from collectors.cpu import CpuPlugin
 from collectors.memory import MemoryPlugin
 from collectors.runner import Collector
 from compose.connect import connect_nats
-from compose.settings import Endpoints
 from ingest.service import Ingest
 from ingest.streams import ensure_consumers, ensure_streams
 from schemas import MetricBatch, Sample, encode
 from tests.conftest import Env
-
-
-@contextlib.asynccontextmanager
-async def running_ingest(
-    env: Env, ep: Endpoints | None = None, report_interval: float = 0
-) -> AsyncIterator[Ingest]:
-    """An ingest worker in this process; by default without self-metrics, so that tests count
-    exactly what they published."""
-    worker = Ingest(env.settings, ep or env.ep, report_interval=report_interval)
-    await worker.start()
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        await worker.stop()
-        await task
-        await worker.close()
+from tests.helpers import count, running_ingest, wait_for
 
 
 @contextlib.asynccontextmanager
@@ -53,23 +34,6 @@ async def api_client(env: Env) -> AsyncIterator[httpx.AsyncClient]:
             transport=transport, base_url="http://unity", headers=headers
         ) as client:
             yield client
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
-
-
-async def count(env: Env, sql: str) -> int:
-    conn = await asyncpg.connect(env.ep.database_url, password=env.ep.database_password)
-    try:
-        value: int = await conn.fetchval(sql)
-        return value
-    finally:
-        await conn.close()
 
 
 async def test_collector_batch_reaches_postgres_valkey_and_api(env: Env) -> None:
