@@ -37,7 +37,8 @@ def schema_of(type_: type[Any]) -> dict[str, Any]:
     schema: dict[str, Any] = {"$schema": DIALECT, "title": type_.__name__}
     schema.update(msgspec.json.schema(type_))
     _add_limits(schema["$defs"])
-    return _clean_descriptions(schema)
+    cleaned: dict[str, Any] = _clean_descriptions(schema)
+    return cleaned
 
 
 def _clean_descriptions(node: Any) -> Any:
