@@ -27,7 +27,7 @@ from api import (
     stream,
 )
 from api.auth import Authenticator
-from api.errors import ApiError, on_api_error, on_http_error
+from api.errors import ApiError, on_api_error, on_http_error, on_internal_error
 from api.hub import Hub
 from api.kv import ConfigBucket
 from api.limits import BodyLimit
@@ -112,5 +112,9 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
         routes=[Mount(PREFIX, routes=api), *(to_route(op) for op in ROOT_OPERATIONS)],
         lifespan=lifespan,
         middleware=[Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)],
-        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
+        exception_handlers={
+            ApiError: on_api_error,
+            HTTPException: on_http_error,
+            Exception: on_internal_error,
+        },
     )

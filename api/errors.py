@@ -49,3 +49,15 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, str(exc.detail), headers)
+
+
+def internal_error_response(incident: str | None = None) -> Response:
+    """A 500 naming the incident its log line carries, never the exception's text: that may
+    hold internals a caller should not see."""
+    where = f"incident {incident} in its log" if incident else "see its log"
+    return error_response(500, "internal", f"the server failed to handle the request ({where})")
+
+
+async def on_internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after this response, so the server logs the traceback once.
+    return internal_error_response()

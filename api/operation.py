@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+import traceback
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import asyncpg
 import msgspec
+import nats.errors
+import nats.js.errors
+import valkey.exceptions
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.errors import ApiError, api_error_response, error_response
+from api.errors import ApiError, api_error_response, error_response, internal_error_response
 from api.state import state_of
 from schemas.api import Scope
 
@@ -22,6 +28,50 @@ Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
 _CONVERTER = re.compile(r"\{(\w+)(?::\w+)?\}")
+log = logging.getLogger(__name__)
+
+# A dependency that cannot be reached is an outage the caller may retry, not a bug. OSError
+# covers refused connections and every TimeoutError (asyncio's and nats.py's derive from it).
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    valkey.exceptions.ConnectionError,
+    valkey.exceptions.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoServersError,
+    nats.errors.NoRespondersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
+_DEPENDENCY_NAMES = {"asyncpg": "PostgreSQL", "valkey": "Valkey", "nats": "NATS"}
+RETRY_AFTER_S = 5
+
+
+def _dependency(exc: BaseException) -> str:
+    """Which client failed: its exception's package, or for an OSError the innermost client
+    frame the error passed through."""
+    which = _DEPENDENCY_NAMES.get(type(exc).__module__.split(".")[0])
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        package = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        which = _DEPENDENCY_NAMES.get(package, which)
+    return which or "a dependency"
+
+
+def _unavailable(exc: BaseException) -> Response:
+    which = _dependency(exc)
+    # The type, not the text: a connection error's text names hosts and ports.
+    return error_response(
+        503,
+        "dependency_unavailable",
+        f"{which} is unavailable ({type(exc).__name__}); retry later",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +120,12 @@ def to_route(op: Operation) -> Route:
             except asyncpg.DataError as exc:
                 # A value PostgreSQL refuses (a regex it cannot compile, say) is the caller's error.
                 response = error_response(400, "bad_value", str(exc).splitlines()[0])
+            except DEPENDENCY_ERRORS as exc:
+                response = _unavailable(exc)
+            except Exception:
+                incident = uuid.uuid4().hex[:12]
+                log.exception("%s %s failed (incident %s)", op.method, template, incident)
+                response = internal_error_response(incident)
             status = response.status_code
             return response
         finally:
