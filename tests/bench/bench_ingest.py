@@ -1,7 +1,7 @@
 """Ingest throughput against the database's own COPY ceiling, and latency at a steady load.
 
     .venv/bin/python -m tests.bench.bench_ingest [--samples 2000000] [--workers 1 2]
-        [--fetch N] [--pullers N]
+        [--rounds 3] [--fetch N] [--pullers N]
     .venv/bin/python -m tests.bench.bench_ingest --decode-only [--samples 2000000]
 
 Starts its own nats-server, PostgreSQL and Valkey (as the tests do; or the UNITY_TEST_* URLs),
@@ -18,7 +18,8 @@ then in one run:
     per message is publish time -> the consumer's ack floor passing its stream sequence (acks
     go out after the commit, so this is an upper bound).
 
-Prints both rates, the ratio (b)/(a) for each worker count, and latency p50/p99.
+(a), (a') and (b) alternate for ``--rounds`` rounds. Prints both rates and the ratio (b)/(a)
+of each round for each worker count, the median ratio over the rounds, and latency p50/p99.
 """
 
 from __future__ import annotations
@@ -214,6 +215,8 @@ async def bench_ingest(
     # The first ack comes after the first commit: add one batch's worth to the measured span.
     fetch = int(tuning.get("ingest_fetch", settings.ingest_fetch))
     drained = messages * PER_MESSAGE - min(messages, fetch) * PER_MESSAGE
+    if drained <= 0 or last <= first:
+        raise SystemExit(f"--samples too small: (b) needs more than one fetch ({fetch} messages)")
     return drained / (last - first)
 
 
@@ -344,6 +347,12 @@ async def run(servers: TestServers, args: argparse.Namespace, data: Path) -> Non
     if tuning:
         print(f"ingest settings for (b): {tuning}", flush=True)
 
+    async def drop_scratch() -> None:
+        while made:
+            name, ep, settings = made.pop()
+            await drop_root(ep, settings)
+            await drop_database(servers, name)
+
     async def scratch() -> tuple[Endpoints, Settings]:
         name = f"bench{uuid.uuid4().hex[:10]}"
         ep = await fresh_database(servers, name)
@@ -351,24 +360,38 @@ async def run(servers: TestServers, args: argparse.Namespace, data: Path) -> Non
         made.append((name, ep, settings))
         return ep, settings
 
+    ratios: dict[int, list[float]] = {w: [] for w in args.workers}
     try:
-        ep, settings = await scratch()
-        copy_rate = await bench_copy(ep, settings, messages, base, own_encoder=False)
-        print(f"(a) raw asyncpg COPY into samples: {copy_rate:12,.0f} samples/s", flush=True)
-        ep, settings = await scratch()
-        own_rate = await bench_copy(ep, settings, messages, base, own_encoder=True)
-        print(
-            f"(a') COPY of ingest's binary data:   {own_rate:12,.0f} samples/s"
-            " (the encoding ingest uses; includes building it)",
-            flush=True,
-        )
-        for workers in args.workers:
+        # Baseline and ingest alternate, round after round: on shared cores the COPY ceiling
+        # itself moves by 2x within minutes, so only a ratio measured side by side means much.
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_} of {args.rounds}", flush=True)
             ep, settings = await scratch()
-            rate = await bench_ingest(ep, settings, messages, base, workers, data, tuning)
+            copy_rate = await bench_copy(ep, settings, messages, base, own_encoder=False)
+            print(f"(a) raw asyncpg COPY into samples: {copy_rate:12,.0f} samples/s", flush=True)
+            ep, settings = await scratch()
+            own_rate = await bench_copy(ep, settings, messages, base, own_encoder=True)
             print(
-                f"(b) ingest, {workers} worker(s):         {rate:12,.0f} samples/s"
-                f"   ratio (b)/(a) = {rate / copy_rate:.2f}   (b)/(a') = {rate / own_rate:.2f}"
-                f"   load {os.getloadavg()[0]:.2f}",
+                f"(a') COPY of ingest's binary data:   {own_rate:12,.0f} samples/s"
+                " (the encoding ingest uses; includes building it)",
+                flush=True,
+            )
+            for workers in args.workers:
+                ep, settings = await scratch()
+                rate = await bench_ingest(ep, settings, messages, base, workers, data, tuning)
+                ratios[workers].append(rate / copy_rate)
+                print(
+                    f"(b) ingest, {workers} worker(s):         {rate:12,.0f} samples/s"
+                    f"   ratio (b)/(a) = {rate / copy_rate:.2f}"
+                    f"   (b)/(a') = {rate / own_rate:.2f}   load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+            await drop_scratch()
+        for workers, values in ratios.items():
+            print(
+                f"ratio (b)/(a), {workers} worker(s), {len(values)} round(s):"
+                f" median {statistics.median(values):.2f}"
+                f" (min {min(values):.2f}, max {max(values):.2f})",
                 flush=True,
             )
         if args.latency_seconds > 0:
@@ -381,15 +404,14 @@ async def run(servers: TestServers, args: argparse.Namespace, data: Path) -> Non
                 flush=True,
             )
     finally:
-        for name, ep, settings in made:
-            await drop_root(ep, settings)
-            await drop_database(servers, name)
+        await drop_scratch()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=2_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of (a) and (b)")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=20_000, help="samples/s for (c)")
     parser.add_argument("--fetch", type=int, help="messages per fetch in (b) (default: settings)")
