@@ -13,10 +13,39 @@ _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# Times outside these bounds are refused rather than computed with: a year-1 end minus a day,
+# or a year-9999 end widened to a whole step, overflows datetime.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+TIME_FORMATS = "RFC 3339, epoch seconds, now or -<n>[smhdw]"
+
+
+def _out_of_range(name: str, shown: str) -> ApiError:
+    return ApiError(
+        400,
+        "bad_time",
+        f"{name}={shown} is out of range: times must lie between "
+        f"{EARLIEST.isoformat()} and {LATEST.isoformat()}",
+    )
+
+
+def in_range(name: str, value: datetime, raw: str | None = None) -> datetime:
+    """``value`` unless it lies outside [EARLIEST, LATEST]: then 400 naming the bounds."""
+    if not EARLIEST <= value <= LATEST:
+        raise _out_of_range(name, value.isoformat() if raw is None else repr(raw))
+    return value
+
+
 def parse_time(name: str, raw: str | None, default: datetime) -> datetime:
-    """RFC 3339, epoch seconds, ``now`` or a relative offset like ``-15m``."""
+    """RFC 3339, epoch seconds, ``now`` or a relative offset like ``-15m``, within
+    [EARLIEST, LATEST]; a default before EARLIEST (``end - 1 day`` for an end at EARLIEST)
+    is raised to it."""
     if raw is None or raw == "":
-        return default
+        return max(default, EARLIEST)
+    return in_range(name, _parse_time(name, raw), raw)
+
+
+def _parse_time(name: str, raw: str) -> datetime:
     if raw == "now":
         return datetime.now(UTC)
     try:
@@ -24,21 +53,19 @@ def parse_time(name: str, raw: str | None, default: datetime) -> datetime:
             return datetime.now(UTC) - timedelta(seconds=float(m[1]) * _UNITS[m[2]])
         return datetime.fromtimestamp(float(raw), UTC)
     except (OverflowError, OSError):
-        raise ApiError(400, "bad_time", f"{name}={raw!r} is out of range") from None
+        raise _out_of_range(name, repr(raw)) from None
     except ValueError:
         pass
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(
-            400, "bad_time", f"{name}={raw!r} is not RFC 3339, epoch seconds or -<n>[smhdw]"
-        ) from None
+        raise ApiError(400, "bad_time", f"{name}={raw!r} is not {TIME_FORMATS}") from None
     if parsed.tzinfo is None:
         raise ApiError(400, "bad_time", f"{name}={raw!r} has no UTC offset")
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
-        raise ApiError(400, "bad_time", f"{name}={raw!r} is out of range") from None
+        raise _out_of_range(name, repr(raw)) from None
 
 
 def parse_int(name: str, raw: str | None, default: int, low: int, high: int) -> int:

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from api.errors import ApiError
 from api.operation import Operation, Param, read_body
+from api.params import in_range
 from api.responses import MsgspecResponse
 from api.state import state_of
 from ingest.replay import Replay, ReplayError
@@ -92,6 +93,9 @@ def _runs(request: Request) -> dict[str, _Run]:
 async def start_replay(request: Request) -> Response:
     st = state_of(request)
     body = await read_body(request, ReplayRequest)
+    in_range("since", body.since)
+    if body.until is not None:
+        in_range("until", body.until)
     try:
         replay = Replay(st.settings, st.js, st.pool, body.since, body.until, body.subject)
     except ReplayError as exc:
