@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
 
 from compose.connect import connect_nats
-from compose.settings import Endpoints
-from ingest.streams import ensure_consumers, ensure_streams
+from compose.settings import Endpoints, Settings
+from ingest.service import Ingest
+from ingest.streams import DURABLE, ensure_consumers, ensure_streams
 from schemas import HealthReport, MetricBatch, Sample, encode
 from tests.conftest import Env
 
@@ -86,6 +89,36 @@ async def streams_ready(env: Env) -> tuple[NATS, JetStreamContext]:
     await ensure_streams(js, env.settings)
     await ensure_consumers(js, env.settings)
     return nc, js
+
+
+@contextlib.asynccontextmanager
+async def running_with(settings: Settings, ep: Endpoints) -> AsyncIterator[Ingest]:
+    """An in-process worker on other settings or servers than the test's own, without
+    self-metrics (so that tests count exactly what they published)."""
+    worker = Ingest(settings, ep, report_interval=0)
+    await worker.start()
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await task
+        await worker.close()
+
+
+async def dlq_size(js: JetStreamContext, env: Env) -> int:
+    """Entries in this test's dead-letter stream."""
+    info = await js.stream_info(env.settings.subjects.dlq_stream)
+    return info.state.messages
+
+
+async def consumers(js: JetStreamContext, env: Env) -> list[ConsumerInfo]:
+    """The durable ingest consumer on the metrics and the events stream."""
+    subjects = env.settings.subjects
+    return [
+        await js.consumer_info(stream, DURABLE)
+        for stream in (subjects.metrics_stream, subjects.events_stream)
+    ]
 
 
 async def fetchval(env: Env, sql: str, *args: object) -> object:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.conftest import Env
@@ -11,6 +14,8 @@ from tests.helpers import running_ingest
 from tests.integration.ingest_support import (
     Unity,
     assert_exactly,
+    consumers,
+    dlq_size,
     fetchval,
     publish_batches,
     stored,
@@ -56,6 +61,66 @@ async def test_sigkill_mid_batch_twice_then_every_sample_is_stored_once(
     finally:
         assert last.terminate() == 0, last.output()
     assert "stopped" in last.output()
+    # Redelivered rows were merged, not refused and dead-lettered.
+    assert await dlq_size(js, env) == 0
+    await nc.close()
+
+
+async def test_sigterm_commits_and_acks_the_batch_in_hand_then_exits(
+    env: Env, tmp_path: Path
+) -> None:
+    nc, js = await streams_ready(env)
+    published = await publish_batches(js, env, 1000)
+    child_env = unity_env(env, tmp_path, ingest_fetch="50", ingest_report_interval_s="0")
+    ingest = Unity(child_env, tmp_path / "ingest.log", "ingest")
+
+    async def draining() -> bool:
+        assert ingest.alive(), ingest.output()
+        return await stored(env) >= published.samples // 5
+
+    await wait_until(draining, within=120, every=0.01)
+    # A lock on samples holds the worker's next COPY: at SIGTERM it has a batch in hand.
+    locker = await asyncpg.connect(env.ep.database_url, password=env.ep.database_password)
+    try:
+        lock = locker.transaction()
+        await lock.start()
+        await locker.execute("LOCK TABLE samples IN ACCESS EXCLUSIVE MODE")
+
+        async def copy_waits() -> bool:
+            assert ingest.alive(), ingest.output()
+            waiting = await locker.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'samples'::regclass"
+            )
+            return bool(waiting)
+
+        await wait_until(copy_waits, within=60)
+        ingest.proc.send_signal(signal.SIGTERM)
+        # Let the signal land while the batch waits; then the commit can go through.
+        await asyncio.sleep(1.0)
+        assert ingest.alive(), ingest.output()
+        await lock.rollback()
+    finally:
+        await locker.close()
+    assert await asyncio.to_thread(ingest.proc.wait, 60) == 0, ingest.output()
+    assert "stopped" in ingest.output()
+    # Everything delivered was committed and acked; nothing waits for redelivery.
+    metrics, events = await consumers(js, env)
+    assert [(c.num_ack_pending, c.num_redelivered) for c in (metrics, events)] == [(0, 0), (0, 0)]
+    undelivered = [c.num_pending or 0 for c in (metrics, events)]
+    assert undelivered[0], "the worker stopped before the backlog was drained"
+    delivered = published.messages - undelivered[0]
+    assert await stored(env) == delivered * 100
+    async with running_ingest(env) as worker:
+
+        async def all_stored() -> bool:
+            return await stored(env) >= published.samples
+
+        await wait_until(all_stored, within=120)
+    await assert_exactly(env, published)
+    # The restart got no committed message again: no redelivery, nothing to merge.
+    assert (worker.stats.redelivered, worker.stats.merges) == (0, 0)
+    assert worker.stats.messages == sum(undelivered)
+    assert await dlq_size(js, env) == 0
     await nc.close()
 
 
@@ -90,6 +155,7 @@ async def test_two_workers_share_the_consumer_and_store_once(env: Env, tmp_path:
     assert set(samples_of) == {"w0", "w1"}
     assert all(n > 2000 for n in samples_of.values()), samples_of
     assert await stored(env, "loadgen") == published.samples
+    assert await dlq_size(js, env) == 0
     await nc.close()
 
 
@@ -139,7 +205,9 @@ async def test_replaying_a_stored_range_changes_nothing_and_restores_lost_rows(
         assert f"replaying {total} message(s)" in out, out
         assert f"{total}/{total} msgs" in out and "ETA" in out, out
         assert f"replayed {total} message(s), {published.samples} sample(s)" in out, out
+        assert "rejected: none" in out and " 0 batch(es) held rows" not in out, out
         await assert_exactly(env, published)
+    assert await dlq_size(js, env) == 0
     # A range before the data holds nothing.
     empty = Unity(child_env, tmp_path / "replay-empty.log", "replay", "--since=-3h", "--until=-2h")
     assert empty.proc.wait(60) == 0, empty.output()

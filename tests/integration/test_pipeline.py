@@ -109,6 +109,11 @@ async def test_redelivered_and_replayed_batches_are_stored_once(env: Env) -> Non
         await wait_for(lambda: _messages(worker, 2))
     assert await count(env, "SELECT count(*) FROM samples") == 2
     assert await count(env, "SELECT count(*) FROM series") == 2
+    # The copy went through the staging merge; it was not refused and dead-lettered.
+    assert worker.stats.merges >= 1
+    assert worker.stats.dead_lettered == 0
+    dlq = await js.stream_info(env.settings.subjects.dlq_stream)
+    assert dlq.state.messages == 0
     await nc.close()
 
 
