@@ -109,35 +109,61 @@ async def list_plugins(request: Request) -> Response:
     return MsgspecResponse(PluginList(items, page.next_offset(len(rows))))
 
 
+def _registered_config(body: PluginRegistration, stored: str | None) -> dict[str, Any] | None:
+    """The config a registration leaves in place, checked against its schema; None keeps the
+    stored one. A new entry gets ``body.config`` (``{}`` when absent), which must fit; an
+    existing one keeps its config while that fits the new schema, and otherwise takes the
+    registration's (a plugin upgrade that adds a required key sends its defaults)."""
+    check_schema(body.config_schema)
+    if stored is None:
+        check_config(body.config or {}, body.config_schema)
+        return body.config or {}
+    try:
+        check_config(msgspec.json.decode(stored), body.config_schema, "the stored config")
+    except ApiError:
+        if body.config is None:
+            raise
+        check_config(body.config, body.config_schema)
+        return body.config
+    return None
+
+
 async def register(request: Request) -> Response:
     st = state_of(request)
     body = await read_body(request, PluginRegistration)
     if not body.host.strip() or not body.plugin.strip():
         raise ApiError(422, "invalid_body", "host and plugin must not be empty")
-    if body.config is None:
-        check_schema(body.config_schema)
-    else:
-        check_config(body.config, body.config_schema)
     _check_interval(body.interval_s)
+    host, plugin = token(body.host), token(body.plugin)
     async with st.pool.acquire() as conn, conn.transaction():
+        stored = await conn.fetchval(
+            "SELECT config::text FROM plugins WHERE host = $1 AND plugin = $2 AND instance = $3"
+            " FOR UPDATE",
+            host,
+            plugin,
+            body.instance,
+        )
+        config = _registered_config(body, stored)
         row = await conn.fetchrow(
             f"""
             INSERT INTO plugins AS p (host, plugin, instance, name, version, description, author,
                 category, tags, metrics, config_schema, config, interval_s, enabled, source,
                 external, config_revision)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13,
-                $14, 'registered', true, 1)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb,
+                coalesce($12::jsonb, '{{}}'), $13, $14, 'registered', true, 1)
             ON CONFLICT ON CONSTRAINT plugins_identity DO UPDATE SET
                 name = EXCLUDED.name, version = EXCLUDED.version,
                 description = EXCLUDED.description, author = EXCLUDED.author,
                 category = EXCLUDED.category, tags = EXCLUDED.tags, metrics = EXCLUDED.metrics,
                 config_schema = EXCLUDED.config_schema,
+                config = coalesce($12::jsonb, p.config),
+                config_revision = p.config_revision + ($12::jsonb IS NOT NULL)::int,
                 source = CASE p.source WHEN 'builtin' THEN 'builtin' ELSE 'registered' END,
                 external = p.source <> 'builtin', updated_at = now()
             RETURNING {COLUMNS}, config::text AS config, (xmax = 0) AS inserted
             """,  # noqa: S608 -- fixed columns
-            token(body.host),
-            token(body.plugin),
+            host,
+            plugin,
             body.instance,
             body.name,
             body.version,
@@ -147,11 +173,11 @@ async def register(request: Request) -> Response:
             body.tags,
             msgspec.json.encode(body.metrics).decode(),
             msgspec.json.encode(body.config_schema).decode(),
-            msgspec.json.encode(body.config or {}).decode(),
+            None if config is None else msgspec.json.encode(config).decode(),
             body.interval_s,
             body.enabled,
         )
-        if row["inserted"]:
+        if config is not None:  # a new entry, or a config replaced because it no longer fit
             await _publish(st, row)
     return MsgspecResponse(plugin_info(row), status_code=201 if row["inserted"] else 200)
 
@@ -187,10 +213,15 @@ async def _apply(request: Request, changes: dict[str, Any]) -> Response:
         check_schema(changes["config_schema"])
     async with st.pool.acquire() as conn, conn.transaction():
         current = await conn.fetchrow(
-            "SELECT enabled, interval_s FROM plugins WHERE id = $1 FOR UPDATE", plugin_id
+            "SELECT enabled, interval_s, config::text AS config FROM plugins WHERE id = $1"
+            " FOR UPDATE",
+            plugin_id,
         )
         if current is None:
             raise ApiError(404, "not_found", f"no plugin with id {plugin_id}")
+        if "config_schema" in changes:
+            stored = msgspec.json.decode(current["config"])
+            check_config(stored, changes["config_schema"], "the stored config")
         live = any(k in changes and changes[k] != current[k] for k in _LIVE)
         sets = ["updated_at = now()"]
         params: list[object] = [plugin_id]

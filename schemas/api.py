@@ -190,9 +190,11 @@ class PluginList(msgspec.Struct, frozen=True):
 class PluginRegistration(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Body of ``POST /plugins``: an external plugin announcing itself.
 
-    Registering again updates the entry (plugins may register at every start). ``config``, when
-    given, must satisfy ``config_schema``; it is stored only when the entry is new (afterwards
-    ``PUT /plugins/{id}/config`` changes it).
+    Registering again updates the entry (plugins may register at every start). A new entry
+    stores ``config`` (``{}`` when absent), which must satisfy ``config_schema``. Afterwards
+    ``PUT /plugins/{id}/config`` changes it, and registering again keeps it while it satisfies
+    the registered schema; when it does not, the registration's ``config`` replaces it, and
+    without one the registration is refused (422).
     """
 
     host: str

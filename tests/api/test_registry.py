@@ -213,3 +213,109 @@ async def test_nats_only_plugin_is_discovered_with_health_and_runs(api: Api) -> 
         hosts = (await api.get("/hosts")).json()["items"]
         edge = next(h for h in hosts if h["host"] == "edge-1")
         assert edge["plugins"] == ["solar"] and edge["series"] == 1 and edge["health"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {"$ref": "#/$defs/missing"},
+    ],
+    ids=["self", "loop", "unresolvable"],
+)
+async def test_schemas_that_cannot_be_used_are_refused_at_register_and_patch(
+    api: Api, schema: dict[str, Any]
+) -> None:
+    body = {"host": "nas", "plugin": "loop", "config_schema": schema}
+    resp = await api.send("POST", "/plugins", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "bad_config_schema"
+    assert (await api.get("/plugins", params={"plugin": "loop"})).json()["items"] == []
+    plugin = await _register(api)
+    patched = await api.send("PATCH", f"/plugins/{plugin['id']}", json={"config_schema": schema})
+    assert patched.status_code == 422, patched.text
+    assert patched.json()["error"]["code"] == "bad_config_schema"
+    config = (await api.get(f"/plugins/{plugin['id']}/config")).json()
+    assert config["config_schema"] == SCHEMA
+
+
+async def test_a_loop_only_some_config_reaches_is_a_422_at_put(api: Api) -> None:
+    # {} passes the registration probes; a config that has "a" walks the loop.
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/properties/a"}}}
+    plugin = await _register(api, plugin="nested", config_schema=schema, config={})
+    resp = await api.send("PUT", f"/plugins/{plugin['id']}/config", json={"config": {"a": 1}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "bad_config_schema"
+    assert "$ref loop" in resp.json()["error"]["message"]
+
+
+async def test_registering_without_config_must_satisfy_the_schema(api: Api) -> None:
+    await _register(api, plugin="other")  # the bucket exists, so a missing key means unpublished
+    resp = await api.send(
+        "POST", "/plugins", json={"host": "nas", "plugin": "ups", "config_schema": SCHEMA}
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "config_invalid"
+    assert "'url' is a required property" in resp.json()["error"]["message"]
+    assert (await api.get("/plugins", params={"plugin": "ups"})).json()["items"] == []
+    kv = await api.js.key_value(api.env.settings.subjects.config_bucket)
+    with pytest.raises(KeyNotFoundError):
+        await kv.get(settings_key("nas", "ups", ""))
+
+
+async def test_a_schema_change_rechecks_the_stored_config(api: Api) -> None:
+    plugin = await _register(api)  # config {"url": "x"}
+    url = f"/plugins/{plugin['id']}"
+    stricter = SCHEMA | {"required": ["url", "token"]}
+    patched = await api.send("PATCH", url, json={"config_schema": stricter})
+    assert patched.status_code == 422, patched.text
+    error = patched.json()["error"]
+    assert error["code"] == "config_invalid" and error["message"].startswith("the stored config")
+    assert (await api.get(f"{url}/config")).json()["config_schema"] == SCHEMA
+
+    looser = {"type": "object"}
+    assert (await api.send("PATCH", url, json={"config_schema": looser})).status_code == 200
+    assert (await api.get(f"{url}/config")).json()["config_schema"] == looser
+
+
+async def test_registering_again_with_a_stricter_schema(api: Api) -> None:
+    first = await _register(api)  # config {"url": "x"}, revision 1
+    stricter = SCHEMA | {
+        "properties": SCHEMA["properties"] | {"token": {"type": "string"}},
+        "required": ["url", "token"],
+    }
+    base = {"host": "nas", "plugin": "ups", "config_schema": stricter}
+    # The stored config does not fit and the registration brings none: refused, nothing changes.
+    refused = await api.send("POST", "/plugins", json=base)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "config_invalid"
+    assert (await api.get(f"/plugins/{first['id']}/config")).json()["config_schema"] == SCHEMA
+    # With a config that fits, it replaces the stored one and is published.
+    fitting = {"url": "x", "token": "t"}
+    again = await api.send("POST", "/plugins", json=base | {"config": fitting})
+    assert again.status_code == 200, again.text
+    assert again.json()["config_revision"] == 2
+    assert await _kv(api, "nas", "ups") == {
+        "enabled": True,
+        "interval_s": None,
+        "config": fitting,
+        "revision": 2,
+    }
+    # Registering once more keeps it: it fits.
+    kept = await api.send("POST", "/plugins", json=base | {"config": {"url": "z", "token": "u"}})
+    assert kept.json()["config_revision"] == 2
+    assert (await api.get(f"/plugins/{first['id']}/config")).json()["config"] == fitting
+
+
+async def test_list_filters_by_enabled_false_and_by_health(api: Api) -> None:
+    on = await _register(api, instance="on")
+    off = await _register(api, instance="off")
+    assert (await api.send("POST", f"/plugins/{off['id']}/disable")).status_code == 200
+    disabled = (await api.get("/plugins", params={"enabled": "false"})).json()["items"]
+    assert [p["id"] for p in disabled] == [off["id"]]
+    enabled = (await api.get("/plugins", params={"enabled": "true"})).json()["items"]
+    assert [p["id"] for p in enabled] == [on["id"]]
+    await api.state.pool.execute("UPDATE plugins SET health = 'error' WHERE id = $1", on["id"])
+    failing = (await api.get("/plugins", params={"health": "error"})).json()["items"]
+    assert [p["id"] for p in failing] == [on["id"]]
+    assert (await api.get("/plugins", params={"health": "ok"})).json()["items"] == []
