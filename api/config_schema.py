@@ -18,7 +18,8 @@ from jsonschema.validators import validator_for
 
 from api.errors import ApiError
 
-_PROBES: tuple[object, ...] = (None, {}, [], 0, "")
+# Documents of every JSON type, empty: enough to walk a schema's top-level references.
+_PROBES: tuple[dict[str, Any] | list[Any] | int | str | None, ...] = (None, {}, [], 0, "")
 
 
 def _where(path: Any) -> str:
@@ -43,9 +44,14 @@ def _validator(schema: dict[str, Any]) -> Validator:
     return validator
 
 
-def _first_error(validator: Validator, config: object) -> jsonschema.ValidationError | None:
+def _first_error(
+    validator: Validator, config: dict[str, Any] | list[Any] | int | str | None
+) -> jsonschema.ValidationError | None:
     try:
-        return jsonschema.exceptions.best_match(validator.iter_errors(config))
+        error: jsonschema.ValidationError | None = jsonschema.exceptions.best_match(
+            validator.iter_errors(config)
+        )
+        return error
     except referencing.exceptions.Unresolvable as exc:
         raise _bad_schema(f"has a $ref that cannot be resolved: {exc}") from None
     except RecursionError:
