@@ -140,6 +140,21 @@ def next_tick(now: float, interval: float) -> float:
     return math.floor(now / interval + 1) * interval
 
 
+class SeqClock:
+    """Msg-Id seqs of one instance: the run's start in ms, but never one already used.
+
+    A clock stepped back within the stream's duplicate window would otherwise repeat a seq,
+    and JetStream would drop the new message as a duplicate of the old one.
+    """
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self, started: float) -> int:
+        self.last = max(self.last + 1, int(started * 1000))
+        return self.last
+
+
 class Slot:
     """One plugin instance and its schedule state."""
 
@@ -161,6 +176,7 @@ class Slot:
         self.skipped = 0
         self.last_duration = 0.0
         self.worker = Worker(f"collect-{spec.key}")
+        self.seq = SeqClock()
 
     @property
     def key(self) -> str:
@@ -243,7 +259,7 @@ class Collector:
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._running = False
-        self._reported_dropped = 0
+        self._drop_seq = SeqClock()
         self._encoder_type = agent.content_type
 
     @property
@@ -266,8 +282,8 @@ class Collector:
 
         Plugins are set up by their first run, under its timeout, in their own thread.
         """
-        if connect and self.outbox.disk is not None:
-            self.outbox.disk.open()
+        if connect:
+            await self.outbox.open()
         for cls, spec, given in self._specs:
             plugin = given or cls(spec.config, instance=spec.instance)
             self.slots[spec.key] = Slot(cls, spec, plugin)
@@ -318,8 +334,7 @@ class Collector:
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._nc.drain()
-        if self.outbox.disk is not None:
-            self.outbox.disk.close()
+        await self.outbox.close()
 
     async def _connect(self) -> None:
         assert self.ep is not None
@@ -395,16 +410,36 @@ class Collector:
             self._queue(
                 self.subjects.events(self.host, report.plugin), event, f"{base_id}:event:{index}"
             )
-        if slot.spec.plugin == SELF_PLUGIN and self.outbox.dropped > self._reported_dropped:
-            report = msgspec.structs.replace(
-                report,
-                status="degraded",
-                message=f"buffer full: dropped {self.outbox.dropped - self._reported_dropped} "
-                f"oldest message(s) since the last report, {self.outbox.dropped} in all",
-            )
-            self._reported_dropped = self.outbox.dropped
+        # Drops are told by the unity-collector run, or after any run when it does not run.
+        if slot.spec.plugin == SELF_PLUGIN:
+            if drops := self._drop_report():
+                report = msgspec.structs.replace(report, status="degraded", message=drops)
+        elif not self.config.agent.self_metrics and (drops := self._drop_report()):
+            self._queue_drop_report(drops)
         self._queue(self.subjects.health(self.host, report.plugin), report, f"{base_id}:health")
         return RunResult(result.batch, report, result.seq, result.events)
+
+    def _drop_report(self) -> str:
+        """What was dropped since the last report and why, or "" when nothing was."""
+        drops = self.outbox.take_drops()
+        if not drops:
+            return ""
+        why = ", ".join(f"{reason}: {count}" for reason, count in drops.most_common())
+        return (
+            f"dropped {drops.total()} message(s) since the last report ({why}), "
+            f"{self.outbox.dropped} in all"
+        )
+
+    def _queue_drop_report(self, message: str) -> None:
+        # Without self-metrics there is no unity-collector run to carry it: a report of its own.
+        now = time.time()
+        ts = datetime.fromtimestamp(now, UTC)
+        report = HealthReport(
+            host=self.host, plugin=SELF_PLUGIN, ts=ts, status="degraded", message=message
+        )
+        seq = self._drop_seq.next(now)
+        base_id = msg_id(self.host, SELF_PLUGIN, "", seq)
+        self._queue(self.subjects.health(self.host, SELF_PLUGIN), report, f"{base_id}:health")
 
     async def _collect(self, slot: Slot, due: float) -> RunResult:
         if slot.running is not None and not slot.running.done():
@@ -478,7 +513,7 @@ class Collector:
                 message = f"{message}; {slot.failures} failures in a row, next try in {wait:.0f}s"
             log.warning("%s: %s", slot.key, message)
         ts = datetime.fromtimestamp(started, UTC)
-        seq = int(started * 1000)
+        seq = slot.seq.next(started)
         batch = None
         if status != "error" and sink.samples:
             batch = MetricBatch(
@@ -588,7 +623,7 @@ class Collector:
             publish_latency_mean_s=mean,
             publish_latency_max_s=peak,
             buffered=len(self.outbox),
-            buffered_bytes=self.outbox.bytes,
+            buffered_bytes=self.outbox.nbytes,
             spooled=len(self.outbox.disk) if self.outbox.disk else 0,
             dropped=self.outbox.dropped,
         )

@@ -2,7 +2,8 @@
 
 Publishing never blocks a plugin: runs append to the outbox and return. While NATS is away the
 sender waits for the connection (it never stacks copies of a message in nats-py's reconnect
-buffer) and the outbox spills to disk.
+buffer) and the outbox spills to disk. Nothing one message or a broken disk does ends the
+sender: an unexpected error is logged once per kind and the loop backs off and goes on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
-from collectors.spool import Message, Outbox, SpoolError
+from collectors.spool import Message, Outbox
 from schemas import MSGPACK
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ _RETRY_S = 0.25
 # Messages published before waiting for their acks; a tick of every plugin is about twenty.
 _WINDOW = 64
 _GATHER_S = 0.02
+_MAX_BACKOFF_S = 5.0
+OVER_MAX_PAYLOAD = "over the server's max_payload"
 
 
 @dataclass(slots=True)
@@ -64,14 +67,10 @@ class Sender:
         self._stopping = asyncio.Event()
         self.stats = SendStats()
         self._task: asyncio.Task[None] | None = None
+        self._failing: set[str] = set()
 
     def put(self, message: Message) -> None:
-        try:
-            self.outbox.append(message)
-        except SpoolError as exc:
-            # A full or broken disk must not stop collection: count the message as dropped.
-            self.outbox.dropped += 1
-            log.error("message %s dropped: %s", message.msg_id, exc)
+        self.outbox.put(message)
         self._wake.set()
 
     def notify(self) -> None:
@@ -82,12 +81,21 @@ class Sender:
         self._task = asyncio.create_task(self._run(), name="unity-collector-sender")
 
     async def _run(self) -> None:
+        backoff = _RETRY_S
         while not self._stopping.is_set():
             # The runs of one tick end within milliseconds of each other: waiting a moment
             # sends their messages in one write and reads their acks in one wake-up.
             await asyncio.sleep(_GATHER_S)
             self._wake.clear()
-            sent = await self.send_pending()
+            try:
+                sent = await self.send_pending()
+            except Exception as exc:  # the sender outlives anything one round does
+                self._failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            backoff = _RETRY_S
+            self._recovered()
             if self._stopping.is_set():
                 return
             with contextlib.suppress(TimeoutError):
@@ -100,29 +108,51 @@ class Sender:
         if self._task is not None:
             await self._task
         # NATS may be reconnecting (or still connecting): give it until the deadline.
-        while len(self.outbox) and not await self.send_pending(deadline):
-            if time.monotonic() >= deadline:
-                break
+        while len(self.outbox) and time.monotonic() < deadline:
+            try:
+                if await self.send_pending(deadline):
+                    break
+            except Exception as exc:  # stopping still keeps what it can
+                self._failed(exc)
             await asyncio.sleep(_RETRY_S)
-        self.outbox.spill()
+        try:
+            await self.outbox.spill()
+        except Exception as exc:  # reported below with what is left
+            self._failed(exc)
         if len(self.outbox):
             where = "kept in the disk spool" if self.outbox.on_disk else "lost (no disk spool)"
             log.warning("stopping with %d unsent message(s): %s", len(self.outbox), where)
 
+    def _failed(self, exc: Exception) -> None:
+        kind = type(exc).__name__
+        if kind not in self._failing:
+            self._failing.add(kind)
+            log.error("sender round failed, backing off: %s: %s", kind, exc, exc_info=exc)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.info("sender recovered after %s", ", ".join(sorted(self._failing)))
+            self._failing.clear()
+
     async def send_pending(self, deadline: float | None = None) -> bool:
         """Publish in order until the outbox is empty (True) or a publish fails (False)."""
-        while window := self.outbox.window(_WINDOW):
-            if deadline is not None and time.monotonic() > deadline:
-                return False
+        while True:
+            if self.outbox.over_bound:
+                # NATS takes messages slower than they come: the overflow goes to disk.
+                await self.outbox.spill()
             js = self._js()
             if js is None or not self._connected():
-                self.outbox.spill()
+                await self.outbox.spill()
+                return not len(self.outbox)
+            window = await self.outbox.window(_WINDOW)
+            if not window:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
                 return False
             started = time.monotonic()
             acked, error = await self._publish_window(js, window)
             latency = time.monotonic() - started
-            for message in window[:acked]:
-                self.outbox.pop(message)
+            await self.outbox.pop(window[:acked])
             self.stats.published += acked
             self.stats.latency_sum += latency * acked
             self.stats.latency_count += acked
@@ -138,8 +168,7 @@ class Sender:
                     failed.msg_id,
                     len(failed.payload),
                 )
-                self.outbox.pop(failed)
-                self.outbox.dropped += 1
+                await self.outbox.discard(failed, OVER_MAX_PAYLOAD)
                 continue
             self.stats.failures += 1
             log.warning(
@@ -148,9 +177,8 @@ class Sender:
                 type(error).__name__,
                 len(self.outbox),
             )
-            self.outbox.spill()
+            await self.outbox.spill()
             return False
-        return True
 
     async def _publish_window(
         self, js: JetStreamContext, window: list[Message]

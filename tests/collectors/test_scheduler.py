@@ -83,11 +83,7 @@ def of(c: Collector, key: str) -> list[Timing]:
 
 
 def queued(c: Collector) -> list[tuple[str, bytes]]:
-    out = []
-    while (m := c.outbox.head()) is not None:
-        out.append((m.subject, m.payload))
-        c.outbox.pop(m)
-    return out
+    return [(m.subject, m.payload) for m in c.outbox.in_memory]
 
 
 async def test_raising_hanging_and_leaking_plugins_do_not_delay_the_others() -> None:
@@ -230,7 +226,10 @@ async def test_self_metrics_report_drops_in_a_counter_and_a_degraded_health() ->
     await c.stop(flush_timeout=0)
     assert result.report.status == "degraded"
     # 5 dropped before this run, and its own batch, queued ahead of its report, pushed out one more
-    assert "dropped 6 oldest message(s)" in result.report.message
+    assert (
+        result.report.message
+        == "dropped 6 message(s) since the last report (buffer full: 6), 6 in all"
+    )
     assert result.batch is not None
     values = {(s.name, s.labels.get("plugin", "")): s.value for s in result.batch.samples}
     assert values[("collector_dropped_total", "")] == 5
@@ -247,10 +246,7 @@ async def test_events_go_to_the_events_subject_with_their_own_msg_ids() -> None:
     await c.start(connect=False)
     await c.run_once(c.plugins[0])
     await c.stop(flush_timeout=0)
-    subjects = []
-    while (m := c.outbox.head()) is not None:
-        subjects.append((m.subject, m.msg_id))
-        c.outbox.pop(m)
+    subjects = [(m.subject, m.msg_id) for m in c.outbox.in_memory]
     assert [s for s, _ in subjects] == [
         "unity.metrics.testhost.system",
         "unity.events.testhost.system",
@@ -269,3 +265,20 @@ async def test_batches_carry_the_run_start_as_ts_and_seq(plugin: Plugin) -> None
     await c.stop(flush_timeout=0)
     assert result.batch is not None and isinstance(result.batch, MetricBatch)
     assert int(before * 1000) <= result.seq <= time.time() * 1000
+
+
+async def test_seq_never_repeats_when_the_clock_steps_back() -> None:
+    c = collector([Good()])
+    await c.start(connect=False)
+    good = c.plugins[0]
+    first = await c.run_once(good)
+    # As if the clock had been a minute ahead at the last run and was then set right.
+    ahead = first.seq + 60_000
+    c.slots["good"].seq.last = ahead
+    second = await c.run_once(good)
+    third = await c.run_once(good)
+    await c.stop(flush_timeout=0)
+    assert (second.seq, third.seq) == (ahead + 1, ahead + 2)
+    assert second.batch is not None and second.batch.seq == second.seq
+    ids = [m.msg_id for m in c.outbox.in_memory if ".metrics." in m.subject]
+    assert len(ids) == len(set(ids)) == 3

@@ -1,0 +1,206 @@
+"""The disk spool breaks under a running collector: the sender goes on, and counts what it lost.
+
+A spool file corrupted since the last run is set aside and the rest is sent; a spool folder
+removed during an outage is made again, the messages it held are counted as lost, and what
+came after arrives once NATS is back. Losses are told in a ``unity-collector`` health report
+even with self-metrics off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+import pytest
+from nats.js import JetStreamContext
+
+from collectors.config import AgentConfig, CollectorConfig
+from collectors.runner import Collector
+from collectors.spool import DiskSpool, Message
+from compose.connect import connect_nats
+from compose.embedded import NatsServer, free_port
+from compose.settings import Endpoints
+from ingest.streams import ensure_streams
+from schemas import JSON, HealthReport, MetricBatch, encode
+from sdk import Metric, Plugin, Sink
+from tests.conftest import Env
+from tests.helpers import wait_for
+
+
+class Small(Plugin):
+    id = "small"
+    metrics = (Metric("small_value", ""),)
+
+    def collect(self, sink: Sink) -> None:
+        sink.add("small_value", 1)
+
+
+def collector(env: Env, ep: Endpoints, host: str, spool: Path) -> Collector:
+    agent = AgentConfig(
+        host=host, spool_dir=str(spool), self_metrics=False, watch_config=False, ack_timeout=1
+    )
+    return Collector(env.settings, ep, [Small()], config=CollectorConfig(agent))
+
+
+async def read_all(js: JetStreamContext, subject: str) -> list[bytes]:
+    sub = await js.subscribe(subject, ordered_consumer=True)
+    found: list[bytes] = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            found.append((await sub.next_msg(timeout=2)).data)
+    await sub.unsubscribe()
+    return found
+
+
+def spool_names(folder: Path, pattern: str) -> list[str]:
+    return sorted(p.name for p in folder.glob(pattern))
+
+
+async def test_a_corrupt_spool_file_is_set_aside_and_counted_and_the_rest_flows(
+    env: Env, tmp_path: Path
+) -> None:
+    host = f"spool-{uuid.uuid4().hex[:8]}"
+    subjects = env.settings.subjects
+    spool = tmp_path / "spool"
+    # A previous run left four messages; one of them was damaged since.
+    left = DiskSpool(spool, max_bytes=1_000_000)
+    left.open()
+    reports = [
+        HealthReport(host=host, plugin="left", status="ok", message=str(n)) for n in range(4)
+    ]
+    left.append(
+        [
+            Message(
+                subjects.health(host, "left"), encode(r, JSON), f"{host}:left::{n}:health", JSON
+            )
+            for n, r in enumerate(reports)
+        ]
+    )
+    left.close()
+    damaged = spool / spool_names(spool, "*.msg")[1]
+    damaged.write_bytes(b'{"subject": 3\ngarbage')
+
+    nc = await connect_nats(env.ep, "test")
+    js = nc.jetstream()
+    await ensure_streams(js, env.settings)
+    c = collector(env, env.ep, host, spool)
+    await c.start()
+    try:
+
+        async def drained() -> bool:
+            return len(c.outbox) == 0 and c.sender.stats.published > 0
+
+        await wait_for(drained)
+        await c.run_once(c.plugins[0])  # runs after the loss publish, and tell of it
+        await wait_for(drained)
+    finally:
+        await c.stop(flush_timeout=5)
+
+    assert c.outbox.dropped == 1
+    assert spool_names(spool, "*.bad") == [damaged.with_suffix(".bad").name]
+    assert spool_names(spool, "*.msg") == []
+    got = [
+        msgspec.json.decode(data, type=HealthReport)
+        for data in await read_all(js, f"{env.root}.health.{host}.>")
+    ]
+    assert [(r.plugin, r.message) for r in got if r.plugin == "left"] == [
+        ("left", "0"),
+        ("left", "2"),
+        ("left", "3"),
+    ]
+    assert [r.status for r in got if r.plugin == "small"] == ["ok"]
+    told = [r for r in got if r.plugin == "unity-collector"]
+    assert [(r.status, r.message) for r in told] == [
+        (
+            "degraded",
+            "dropped 1 message(s) since the last report (spool file corrupt: 1), 1 in all",
+        )
+    ]
+    await nc.close()
+
+
+@contextlib.contextmanager
+def private_nats() -> Iterator[NatsServer]:
+    data = Path(tempfile.mkdtemp(prefix="unity-spool-faults-"))
+    server = NatsServer(data, free_port(), "unity", uuid.uuid4().hex)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+async def test_a_spool_folder_removed_in_an_outage_is_made_again_and_the_loss_counted(
+    env: Env, tmp_path: Path
+) -> None:
+    host = f"spool-{uuid.uuid4().hex[:8]}"
+    spool = tmp_path / "spool"
+    with private_nats() as server:
+        ep = replace(
+            env.ep,
+            nats_url=f"nats://127.0.0.1:{server.port}",
+            nats_user=server.user,
+            nats_password=server.password,
+        )
+        nc = await connect_nats(ep, "test-setup")
+        await ensure_streams(nc.jetstream(), env.settings)
+        await nc.close()
+        c = collector(env, ep, host, spool)
+        await c.start()
+        small = c.plugins[0]
+        try:
+
+            async def drained() -> bool:
+                return len(c.outbox) == 0 and c.sender.stats.published > 0
+
+            before = await c.run_once(small)
+            await wait_for(drained)
+
+            server.stop()
+            lost = [await c.run_once(small) for _ in range(3)]
+
+            async def spooled(count: int) -> bool:
+                return len(c.outbox.in_memory) == 0 and len(c.outbox) == count
+
+            await wait_for(lambda: spooled(2 * len(lost)))  # a batch and a health report each
+            shutil.rmtree(spool)
+            after = await c.run_once(small)
+            await wait_for(lambda: spooled(2 * len(lost) + 2))
+            assert len(spool_names(spool, "*.msg")) == 2, "the spool folder was made again"
+
+            server.start()
+            await wait_for(drained, within=30)
+            last = await c.run_once(small)
+            await wait_for(drained)
+        finally:
+            await c.stop(flush_timeout=5)
+
+        assert c.outbox.dropped == 2 * len(lost)
+        nc = await connect_nats(ep, "test-check")
+        js = nc.jetstream()
+        subjects = env.settings.subjects
+        seqs = [
+            msgspec.json.decode(data, type=MetricBatch).seq
+            for data in await read_all(js, subjects.metrics(host, "small"))
+        ]
+        # Some of the lost runs may have gone out before the client saw the server go; the
+        # runs around the loss all arrive, once each, in order.
+        kept = [before.seq, after.seq, last.seq]
+        assert [s for s in seqs if s in kept] == kept
+        assert seqs == sorted(set(seqs))
+        health = [
+            msgspec.json.decode(data, type=HealthReport)
+            for data in await read_all(js, subjects.health(host, "unity-collector"))
+        ]
+        assert [h.message for h in health] == [
+            "dropped 6 message(s) since the last report (spool file missing: 6), 6 in all"
+        ]
+        await nc.close()
