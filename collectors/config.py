@@ -27,7 +27,9 @@ _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
 _UNIT_B = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, None: 1}
 
 # Keys of a [[plugins.<id>]] table that belong to the scheduler; the rest is the plugin's config.
-_SCHEDULE_KEYS = ("interval", "jitter", "timeout", "instance", "enabled")
+SCHEDULE_KEYS = ("interval", "jitter", "timeout", "instance", "enabled")
+# A plugin config field named like this is a wait inside a run (a subprocess, a request).
+_WAIT_SUFFIX = "_timeout"
 _AGENT_KEYS = frozenset(
     {
         "host",
@@ -156,10 +158,12 @@ def _agent(raw: Mapping[str, Any], default_host: str) -> AgentConfig:
     spool_dir = raw.get("spool_dir", "")
     if not isinstance(spool_dir, str):
         raise ConfigError("agent.spool_dir: expected a path")
+    jitter = duration(raw.get("jitter", 0.0), "agent.jitter")
+    check_jitter(jitter, interval, "agent.jitter")
     return AgentConfig(
         host=host,
         interval=interval,
-        jitter=duration(raw.get("jitter", 0.0), "agent.jitter"),
+        jitter=jitter,
         timeout=None if timeout is None else duration(timeout, "agent.timeout"),
         spool_dir=spool_dir,
         spool_max_bytes=size(raw.get("spool_max_bytes", 64 * 1024**2), "agent.spool_max_bytes"),
@@ -172,11 +176,44 @@ def _agent(raw: Mapping[str, Any], default_host: str) -> AgentConfig:
     )
 
 
+def check_plugin_fields(cls: type[Plugin], key: str) -> None:
+    """A plugin config field named like a scheduler key could never be set: the table's key
+    goes to the scheduler."""
+    clash = sorted(set(cls.Config.__struct_fields__) & set(SCHEDULE_KEYS))
+    if clash:
+        raise ConfigError(
+            f"{key}.{clash[0]}: plugin {cls.id!r} has a config field named like the scheduler "
+            f"key {clash[0]!r}, so it can never be set; the plugin must rename it"
+        )
+
+
+def check_waits(own: Mapping[str, Any], timeout: float, key: str) -> None:
+    """Waits inside a run (``*_timeout`` keys given in the table) end before the run's timeout.
+
+    Otherwise the scheduler gives up on the run first and the plugin's thread stays busy
+    waiting, so the next ticks are skipped.
+    """
+    for name, value in own.items():
+        if not name.endswith(_WAIT_SUFFIX) or isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) and value >= timeout:
+            raise ConfigError(
+                f"{key}.{name}: {value:g}s must be below the run timeout of {timeout:g}s "
+                f"({key}.timeout)"
+            )
+
+
+def check_jitter(jitter: float, interval: float, key: str) -> None:
+    if jitter >= interval:
+        raise ConfigError(f"{key}: jitter {jitter:g}s must be below the interval {interval:g}s")
+
+
 def spec_from_table(
     cls: type[Plugin], table: Mapping[str, Any], agent: AgentConfig, key: str
 ) -> PluginSpec:
     """One ``[[plugins.<id>]]`` table: scheduler keys, then the plugin's own config."""
-    own = {k: v for k, v in table.items() if k not in _SCHEDULE_KEYS}
+    check_plugin_fields(cls, key)
+    own = {k: v for k, v in table.items() if k not in SCHEDULE_KEYS}
     interval = duration(table.get("interval", agent.interval), f"{key}.interval")
     if interval <= 0:
         raise ConfigError(f"{key}.interval: must be above zero")
@@ -186,20 +223,25 @@ def spec_from_table(
     )
     if timeout <= 0:
         raise ConfigError(f"{key}.timeout: must be above zero")
+    jitter_key = f"{key}.jitter" if "jitter" in table else f"{key}.jitter (from agent.jitter)"
+    jitter = duration(table.get("jitter", agent.jitter), f"{key}.jitter")
+    check_jitter(jitter, interval, jitter_key)
     instance = table.get("instance", "")
     if not isinstance(instance, str) or (instance and not _INSTANCE.fullmatch(instance)):
         raise ConfigError(f"{key}.instance: expected a name of letters, digits, _ and -")
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{key}.enabled: expected true or false")
+    config = plugin_config(cls, own, key)
+    check_waits(own, timeout, key)
     return PluginSpec(
         plugin=cls.id,
         instance=instance,
         interval=interval,
-        jitter=duration(table.get("jitter", agent.jitter), f"{key}.jitter"),
+        jitter=jitter,
         timeout=timeout,
         enabled=enabled,
-        config=plugin_config(cls, own, key),
+        config=config,
     )
 
 

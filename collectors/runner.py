@@ -37,6 +37,9 @@ from collectors.config import (
     CollectorConfig,
     ConfigError,
     PluginSpec,
+    check_jitter,
+    check_plugin_fields,
+    check_waits,
     parse_config,
     plugin_config,
 )
@@ -558,6 +561,7 @@ class Collector:
                 return
             try:
                 cls = self._plugin_class(change.plugin)
+                check_plugin_fields(cls, f"registry {key}")
             except ConfigError as exc:
                 log.error("registry enables %s: %s", key, exc)
                 return
@@ -592,6 +596,12 @@ class Collector:
                 log.error("registry %s: interval_s must be above zero; ignored", key)
                 return
             timeout = min(slot.file_spec.timeout, max(0.1, interval * 0.8))
+            try:
+                check_jitter(slot.file_spec.jitter, interval, f"registry {key}.interval_s")
+                check_waits(override.config, timeout, f"registry {key}.config")
+            except ConfigError as exc:
+                log.error("%s; keeping the current config", exc)
+                return
             spec = PluginSpec(
                 slot.file_spec.plugin,
                 slot.file_spec.instance,

@@ -30,7 +30,8 @@ QUERY = ",".join((*IDENTITY, *FIELDS))
 
 class GpuConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     command: str = "nvidia-smi"
-    timeout: float = 5.0
+    # Not ``timeout``: that key of a plugin table is the scheduler's run timeout.
+    command_timeout: float = 5.0
 
 
 class GpuError(RuntimeError):
@@ -85,13 +86,13 @@ class GpuPlugin(Plugin):
         argv = [self.config.command, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"]
         try:
             done = subprocess.run(
-                argv, capture_output=True, timeout=self.config.timeout, check=False
+                argv, capture_output=True, timeout=self.config.command_timeout, check=False
             )
         except FileNotFoundError:
             raise GpuError(f"{self.config.command} not found (no NVIDIA driver?)") from None
         except subprocess.TimeoutExpired:
             raise GpuError(
-                f"{self.config.command} did not answer within {self.config.timeout:.0f}s"
+                f"{self.config.command} did not answer within {self.config.command_timeout:g}s"
             ) from None
         if done.returncode != 0:
             # nvidia-smi prints its reason on stdout ("NVIDIA-SMI has failed because ...").
