@@ -12,7 +12,8 @@ On plain PostgreSQL (the embedded stack) this does the work itself:
   TimescaleDB's whole chunks).
 
 On TimescaleDB the policies created by the migration do this in the background; a run here
-refreshes the continuous aggregates and drops chunks, so both paths give the same result.
+refreshes the continuous aggregates (never below the raw retention window once they hold
+buckets, see ``ingest.timescale``) and drops chunks, so both paths give the same result.
 """
 
 from __future__ import annotations
@@ -292,10 +293,24 @@ async def _maintain_timescale(
     conn: asyncpg.Connection, settings: Settings, now: datetime, report: Report
 ) -> None:
     report.backend = "timescale"
-    closed = {r.table: floor(now, r.width) for r in ROLLUPS}
-    await timescale.refresh(conn, closed)
-    report.rolled_until.update(closed)
-    await timescale.drop_chunks(conn, Retention.from_settings(settings).by_relation())
+    retention = Retention.from_settings(settings)
+    # Raw chunks before this may be gone, dropped by us or by the retention policy (on the
+    # server's clock); a refresh reaching below it would delete their stored buckets.
+    server_now: datetime = await conn.fetchval("SELECT now()")
+    raw_from = max(now, server_now) - retention.raw
+    for r in ROLLUPS:
+        closed = floor(now, r.width)
+        keep_from = now - retention.of(r.retention)
+        if await timescale.has_stored_buckets(conn, r.table):
+            start = max(raw_from, keep_from)
+        else:
+            # Nothing stored that a refresh could delete: roll up every raw row still kept,
+            # as the plain path's first run does, before retention drops the oldest.
+            start = keep_from
+        await timescale.refresh(conn, r.table, start, closed)
+        report.rolled_until[r.table] = closed
+    cutoffs = {rel: now - window for rel, window in retention.by_relation().items()}
+    report.partitions_dropped += await timescale.drop_chunks(conn, cutoffs)
 
 
 async def maintain(
@@ -342,8 +357,15 @@ class Maintainer:
         # Never queue behind (and in front of) ingest for long: a busy lock means try later.
         await conn.execute("SET lock_timeout = '5s'")
         if await timescale.installed(conn):
-            keep = Retention.from_settings(self.settings).by_relation()
-            await timescale.apply_retention(conn, keep)
+            retention = Retention.from_settings(self.settings)
+            await timescale.apply_retention(conn, retention.by_relation())
+            for view in await timescale.unsafe_refresh_policies(conn, retention.raw):
+                log.warning(
+                    "the refresh policy of %s reaches back past raw retention (%s) and will "
+                    "delete the buckets of dropped raw chunks; give it a smaller start_offset",
+                    view,
+                    retention.raw,
+                )
         self._conn = conn
         return conn
 

@@ -147,9 +147,13 @@ def _upgrade_timescale() -> None:
             f"SELECT create_hypertable('{table}', by_range('time', INTERVAL '1 day'), "
             "migrate_data => true, if_not_exists => true)"
         )
+    # Newest first within a series (TimescaleDB's default): history queries scan whole ranges
+    # and do not care, the PostgreSQL fallback of /latest (`ORDER BY time DESC LIMIT 1` per
+    # series) reads a compressed segment from its first row.
     op.execute(
         "ALTER TABLE samples SET (timescaledb.compress, "
-        "timescaledb.compress_segmentby = 'series_id', timescaledb.compress_orderby = 'time')"
+        "timescaledb.compress_segmentby = 'series_id', "
+        "timescaledb.compress_orderby = 'time DESC')"
     )
     op.execute("SELECT add_compression_policy('samples', INTERVAL '2 days', if_not_exists => true)")
     for view, width in ROLLUPS.items():
@@ -166,6 +170,9 @@ def _upgrade_timescale() -> None:
             WITH NO DATA
             """  # noqa: S608 -- constants only
         )
+    # A refresh over raw rows dropped for retention deletes their buckets, so each start_offset
+    # stays far inside the shortest raw window the settings allow (1 day); older late rows are
+    # taken in by `unity maintain`, which refreshes back to the raw retention window.
     op.execute(
         "SELECT add_continuous_aggregate_policy('samples_1m', start_offset => INTERVAL '1 hour', "
         "end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute', "
