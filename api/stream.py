@@ -11,7 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from api import selectors
 from api.errors import ApiError
-from api.hub import Hub
+from api.hub import Hub, StreamClient
 from api.operation import Operation, Param
 from api.state import state_of
 
@@ -27,39 +27,42 @@ def _last_event_id(request: Request) -> int | None:
     return int(raw)
 
 
-async def _events(
-    hub: Hub, selector: selectors.Selector, after: int | None, heartbeat: float
-) -> AsyncGenerator[bytes, None]:
-    async with hub.client(selector, after) as client:
-        yield f"retry: {RETRY_MS}\n\n".encode()
-        while True:
-            try:
-                seq, data = await asyncio.wait_for(client.queue.get(), heartbeat)
-            except TimeoutError:
-                yield b": heartbeat\n\n"
-                continue
-            if dropped := client.take_dropped():
-                yield f'event: dropped\ndata: {{"dropped": {dropped}}}\n\n'.encode()
-            yield b"id: %d\nevent: sample\ndata: %s\n\n" % (seq, data)
+async def _events(client: StreamClient, heartbeat: float) -> AsyncGenerator[bytes, None]:
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    while True:
+        try:
+            seq, data = await asyncio.wait_for(client.queue.get(), heartbeat)
+        except TimeoutError:
+            yield b": heartbeat\n\n"
+            continue
+        if dropped := client.take_dropped():
+            yield f'event: dropped\ndata: {{"dropped": {dropped}}}\n\n'.encode()
+        yield b"id: %d\nevent: sample\ndata: %s\n\n" % (seq, data)
 
 
 class EventStream(StreamingResponse):
-    """Closes its generator however the response ends: a client cut off while its send was
-    blocked leaves the generator suspended at a yield, and only ``aclose`` unregisters it."""
+    """Unregisters its client however the response ends, even a client cut off while its
+    send was blocked, or one that went before the first byte; the client is registered before
+    the response exists, so that refusals (503) come as a status, not mid-stream."""
 
-    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, hub: Hub, client: StreamClient, heartbeat: float) -> None:
+        self._events = _events(client, heartbeat)
         super().__init__(
-            events,
+            self._events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        self._events = events
+        self._hub = hub
+        self._client = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self._events.aclose()
+            try:
+                await self._events.aclose()
+            finally:
+                await self._hub.close(self._client)
 
 
 async def stream(request: Request) -> Response:
@@ -67,7 +70,8 @@ async def stream(request: Request) -> Response:
     selector = selectors.parse(request.query_params.get("selector"))
     after = _last_event_id(request)
     await st.hub.available()  # 503 now, before the event stream starts
-    return EventStream(_events(st.hub, selector, after, st.settings.api_stream_heartbeat_s))
+    client = await st.hub.open(selector, after)
+    return EventStream(st.hub, client, st.settings.api_stream_heartbeat_s)
 
 
 OPERATIONS = [

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
+from api import hub, stream
 from api.app import create_app
 from api.state import AppState
 from api.tokens import create_token
@@ -36,15 +38,21 @@ def _batch(i: int, host: str = "h1") -> MetricBatch:
 
 
 class AsgiStreamClient:
-    """Drives the app at the ASGI level; ``stall`` makes every body send block forever, like
-    a client whose socket buffer is full."""
+    """Drives the app at the ASGI level; ``stall`` makes every body send block until
+    ``release``, like a client whose socket buffer is full."""
 
-    def __init__(self, api: Api, selector: str, stall: bool = False) -> None:
+    def __init__(
+        self, api: Api, selector: str, stall: bool = False, last_event_id: int | None = None
+    ) -> None:
         self.api = api
         self.selector = selector
         self.stall = stall
+        self.last_event_id = last_event_id
         self.events: list[tuple[int, dict[str, Any], float]] = []
+        self.blocks: list[str] = []  # every SSE block, comments and notices included
         self.status = 0
+        self.body = b""  # of a response that is not an event stream
+        self._released = asyncio.Event()
         self._buffer = b""
         self._disconnect = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -64,6 +72,11 @@ class AsgiStreamClient:
             "headers": [
                 (b"host", b"unity"),
                 (b"authorization", f"Bearer {self.api.tokens['read']}".encode()),
+                *(
+                    [(b"last-event-id", str(self.last_event_id).encode())]
+                    if self.last_event_id is not None
+                    else []
+                ),
             ],
             "client": ("127.0.0.1", 40000),
             "server": ("unity", 80),
@@ -81,14 +94,25 @@ class AsgiStreamClient:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             return
+        if self.status != 200:
+            self.body += message.get("body", b"")
+            return
         if self.stall:
-            await asyncio.Event().wait()
+            await self._released.wait()
         self._buffer += message.get("body", b"")
         while b"\n\n" in self._buffer:
             raw, self._buffer = self._buffer.split(b"\n\n", 1)
+            self.blocks.append(raw.decode())
             fields = dict(line.split(": ", 1) for line in raw.decode().splitlines() if ": " in line)
             if fields.get("event") == "sample":
                 self.events.append((int(fields["id"]), json.loads(fields["data"]), time.time()))
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
 
     async def close(self) -> None:
         self._disconnect.set()
@@ -224,3 +248,84 @@ async def _publish_until(api: Api, n: int) -> None:
     for i in range(1000):
         await api.publish(_batch(i))
         await asyncio.sleep(0.05 if i >= n else 0.2)
+
+
+async def test_a_resumed_clients_consumer_is_deleted_when_it_goes(env: Env) -> None:
+    async with running_api(env) as api:
+        stream = env.settings.subjects.metrics_stream
+        first = await api.publish(_batch(0))
+        # Through the API's own connection, so that its JetStream reply inbox already exists.
+        consumers = (await api.state.js.stream_info(stream)).state.consumer_count
+        subs = len(api.state.nats._subs)
+        resumed = AsgiStreamClient(api, "probe_value", last_event_id=first - 1)
+        resumed.start()
+        await eventually(lambda: len(resumed.events) == 1)  # the missed batch, replayed
+        assert resumed.events[0][0] == first
+        assert await _consumer_count(api, stream, consumers + 1)
+        assert api.state.hub.resuming == 1
+        await resumed.close()
+        # Gone with the client, not when the server notices nobody listens.
+        assert await _consumer_count(api, stream, consumers)
+        assert len(api.state.nats._subs) == subs
+        assert api.state.hub.resuming == 0 and api.state.metrics.stream_clients == 0
+
+
+async def test_resumes_past_the_cap_are_refused_and_live_clients_are_not(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "MAX_RESUMING", 2)
+    async with running_api(env) as api:
+        await api.publish(_batch(0))
+        resuming = [AsgiStreamClient(api, "probe_value", last_event_id=0) for _ in range(2)]
+        for client in resuming:
+            client.start()
+        await eventually(lambda: api.state.hub.resuming == 2)
+        refused = AsgiStreamClient(api, "probe_value", last_event_id=0)
+        refused.start()
+        await eventually(lambda: refused.done)
+        assert refused.status == 503
+        assert json.loads(refused.body)["error"]["code"] == "stream_busy"
+        live = AsgiStreamClient(api, "probe_value")
+        live.start()
+        await eventually(lambda: api.state.metrics.stream_clients == 3)
+        assert live.status == 200
+        await resuming[0].close()
+        again = AsgiStreamClient(api, "probe_value", last_event_id=0)
+        again.start()
+        await eventually(lambda: len(again.events) == 1)
+        for client in (resuming[1], live, again):
+            await client.close()
+        assert api.state.hub.resuming == 0 and api.state.metrics.stream_clients == 0
+
+
+async def test_heartbeats_while_nothing_arrives(env: Env) -> None:
+    async with running_api(env, api_stream_heartbeat_s=0.05) as api:
+        client = AsgiStreamClient(api, "probe_value")
+        client.start()
+        await eventually(lambda: client.blocks.count(": heartbeat") >= 3)
+        assert client.status == 200 and client.events == []
+        assert client.blocks[0] == f"retry: {stream.RETRY_MS}"
+        await client.close()
+
+
+async def test_a_client_whose_stall_clears_is_told_how_many_it_missed(env: Env) -> None:
+    size, published = 8, 50
+    async with running_api(env, api_stream_queue=size) as api:
+        client = AsgiStreamClient(api, "probe_value", stall=True)
+        client.start()
+        await eventually(lambda: api.state.metrics.stream_clients == 1)
+        seqs = [await api.publish(_batch(i)) for i in range(published)]
+        await eventually(lambda: api.state.metrics.stream_dropped == published - size)
+        client.release()
+        await eventually(lambda: len(client.events) == size)
+        notices = [b for b in client.blocks if b.startswith("event: dropped")]
+        assert notices == [f'event: dropped\ndata: {{"dropped": {published - size}}}']
+        # The notice comes before the samples that survived: the newest ones, in order.
+        first_sample = next(i for i, b in enumerate(client.blocks) if "event: sample" in b)
+        assert client.blocks.index(notices[0]) < first_sample
+        assert [e[0] for e in client.events] == seqs[-size:]
+        # Once cleared, it keeps up again.
+        later = await api.publish(_batch(published))
+        await eventually(lambda: client.events[-1][0] == later)
+        assert sum("event: dropped" in b for b in client.blocks) == 1
+        await client.close()
