@@ -28,6 +28,7 @@ from compose.embedded import (
     free_port,
 )
 from compose.settings import Endpoints, Settings, load_settings
+from ingest import timescale
 
 TEMPLATE_DB = "unity_test_template"
 
@@ -54,7 +55,9 @@ async def _create_template(ep: Endpoints) -> None:
     try:
         await _drop_template(admin)
         await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
-        await migrate.upgrade(replace(ep, database_url=_db_url(ep.database_url, TEMPLATE_DB)))
+        template = replace(ep, database_url=_db_url(ep.database_url, TEMPLATE_DB))
+        await migrate.upgrade(template)
+        await _pause_policies(template)
         # TimescaleDB starts no background scheduler in a template database; without this its
         # scheduler's session would make every CREATE DATABASE ... TEMPLATE fail as "in use".
         await admin.execute(f'ALTER DATABASE "{TEMPLATE_DB}" IS_TEMPLATE true')
@@ -65,6 +68,26 @@ async def _create_template(ep: Endpoints) -> None:
         )
     finally:
         await admin.close()
+
+
+async def _pause_policies(ep: Endpoints) -> None:
+    """On TimescaleDB, unschedule the migration's policies in the template.
+
+    Every test database is a copy of the template, jobs included. Scheduled, the refresh,
+    compression and retention policies would run at moments of their own in each copy, so
+    what a test sees in rollups and chunks would depend on timing; the tests call
+    ``maintain()`` instead, which does the same work when they ask for it.
+    """
+    conn = await asyncpg.connect(ep.database_url, password=ep.database_password)
+    try:
+        if await timescale.installed(conn):
+            await conn.execute(
+                "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+                "WHERE proc_name = ANY($1::text[])",
+                list(timescale.POLICIES),
+            )
+    finally:
+        await conn.close()
 
 
 async def _drop_template(admin: asyncpg.Connection) -> None:
