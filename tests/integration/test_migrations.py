@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from compose import migrate
+from ingest import timescale
 from tests.conftest import Env
 
 TABLES = {
@@ -43,12 +44,10 @@ async def _relations(env: Env) -> set[str]:
 async def _expected(env: Env) -> set[str]:
     conn = await _connect(env)
     try:
-        timescale = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
-        )
+        hypertables = await timescale.installed(conn)
     finally:
         await conn.close()
-    return TABLES if timescale else TABLES | PLAIN_ONLY
+    return TABLES if hypertables else TABLES | PLAIN_ONLY
 
 
 async def test_upgrade_downgrade_upgrade(env: Env) -> None:

@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
 from compose.cli import main
 from ingest import timescale
-from ingest.maintenance import Maintainer, floor, maintain
+from ingest.maintenance import ROLLUPS, Maintainer, Retention, floor, maintain
 from tests.conftest import Env
 
 Row = tuple[datetime, int, float]
@@ -137,6 +138,21 @@ def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
+async def stored_in(conn: asyncpg.Connection, backend: str, rollup: str) -> str:
+    """The relation holding a rollup's stored buckets: the table itself, or (TimescaleDB) the
+    continuous aggregate's materialization hypertable, which real-time rows never reach."""
+    return await timescale.materialization(conn, rollup) if backend == "timescale" else rollup
+
+
+async def stored_rows(conn: asyncpg.Connection, relation: str) -> list[tuple[object, ...]]:
+    """Every stored bucket with the transaction that wrote it: a rewrite changes xmin."""
+    rows = await conn.fetch(
+        f"SELECT xmin::text, bucket, series_id, min, max, avg, sum, count, last "  # noqa: S608
+        f"FROM {relation} ORDER BY series_id, bucket"
+    )
+    return [tuple(r) for r in rows]
+
+
 async def test_layout(backend: str, db: asyncpg.Connection, env: Env) -> None:
     """Plain: day partitions exist ahead after maintenance. Timescale: hypertables, chunks of
     one day, compression by series_id after 2 days, retention and refresh policies."""
@@ -171,18 +187,36 @@ async def test_layout(backend: str, db: asyncpg.Connection, env: Env) -> None:
         "WHERE hypertable_name = 'samples'"
     )
     assert interval == DAY
-    segmentby = await db.fetchval(
-        "SELECT segmentby FROM timescaledb_information.hypertable_compression_settings "
-        "WHERE hypertable::text = 'samples'"
+    compression = await db.fetchrow(
+        "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
+        "WHERE hypertable = 'samples'::regclass"
     )
-    assert segmentby == "series_id"
+    assert compression is not None
+    assert (compression["segmentby"], compression["orderby"]) == ("series_id", "time DESC")
+    # Policies by relation; a continuous aggregate's job may name its materialization table.
     jobs = await db.fetch(
-        "SELECT proc_name, hypertable_name FROM timescaledb_information.jobs "
-        "WHERE hypertable_schema IS NOT NULL"
+        """
+        SELECT j.proc_name, coalesce(a.view_name, j.hypertable_name)::text AS relation,
+               (j.config->>'drop_after')::interval AS drop_after,
+               (j.config->>'compress_after')::interval AS compress_after,
+               (j.config->>'start_offset')::interval AS start_offset,
+               (j.config->>'end_offset')::interval AS end_offset
+        FROM timescaledb_information.jobs j
+        LEFT JOIN timescaledb_information.continuous_aggregates a
+          ON a.materialization_hypertable_schema = j.hypertable_schema
+         AND a.materialization_hypertable_name = j.hypertable_name
+        WHERE j.hypertable_name IS NOT NULL
+        """
     )
-    procs = {(r["proc_name"], r["hypertable_name"]) for r in jobs}
-    assert ("policy_compression", "samples") in procs
-    assert ("policy_retention", "samples") in procs
+    by_proc: dict[str, dict[str, asyncpg.Record]] = defaultdict(dict)
+    for job in jobs:
+        by_proc[job["proc_name"]][job["relation"]] = job
+    assert set(by_proc["policy_compression"]) == {"samples"}
+    assert by_proc["policy_compression"]["samples"]["compress_after"] == 2 * DAY
+    retention = Retention.from_settings(env.settings)
+    assert {
+        relation: job["drop_after"] for relation, job in by_proc["policy_retention"].items()
+    } == retention.by_relation()
     caggs = await db.fetch(
         "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates"
     )
@@ -190,7 +224,15 @@ async def test_layout(backend: str, db: asyncpg.Connection, env: Env) -> None:
         "samples_1m": False,
         "samples_1h": False,
     }
-    assert sum(p == "policy_refresh_continuous_aggregate" for p, _ in procs) == 2
+    refreshes = by_proc["policy_refresh_continuous_aggregate"]
+    assert set(refreshes) == {r.table for r in ROLLUPS}
+    for rollup in ROLLUPS:
+        job = refreshes[rollup.table]
+        # Buckets close one width after they start; the window must never reach rows that
+        # raw retention may already have dropped, or the policy would delete their buckets.
+        assert job["end_offset"] == rollup.width
+        assert job["end_offset"] < job["start_offset"] < retention.raw
+    assert await timescale.unsafe_refresh_policies(db, retention.raw) == []
 
 
 @pytest.mark.parametrize(("table", "width"), [("samples_1m", MINUTE), ("samples_1h", HOUR)])
@@ -199,7 +241,12 @@ async def test_rollups_equal_raw_aggregates(
 ) -> None:
     data = await random_dataset(db)
     await maintain(db, env.settings)
-    await maintain(db, env.settings)  # idempotent: a second run changes nothing
+    relation = await stored_in(db, backend, table)
+    first = await stored_rows(db, relation)
+    # Later, and on the plain path recomputing every bucket of the data set: still no change.
+    lookback = msgspec.structs.replace(env.settings, rollup_lookback_s=5 * 3600.0)
+    await maintain(db, lookback, now=datetime.now(UTC) + HOUR)
+    assert first and await stored_rows(db, relation) == first
     rows = await db.fetch(
         f"SELECT bucket, series_id, min, max, avg, sum, count, last FROM {table} "  # noqa: S608
         "WHERE bucket >= $1 AND bucket < $2",
@@ -247,6 +294,9 @@ async def test_retention_drops_old_data_per_resolution(
         now - DAY,
     )
     await maintain(db, env.settings)
+    # A later run must keep the rollups of raw days already dropped: a refresh reaching back
+    # over them (TimescaleDB logs the drop as an invalidation) would delete those buckets.
+    await maintain(db, env.settings, now=now + DAY)
 
     async def ages_in(table: str, column: str) -> set[int]:
         rows = await db.fetch(
@@ -292,6 +342,8 @@ async def test_rows_without_partition_are_kept_and_moved(
 async def test_maintainer_service_loops_until_stopped(
     backend: str, db: asyncpg.Connection, env: Env
 ) -> None:
+    (sid,) = await add_series(db, [("looped", "gauge")])
+    await load(db, [(floor(datetime.now(UTC), HOUR) - 2 * HOUR, sid, 1.5)])
     maintainer = Maintainer(env.settings, env.ep)
     await maintainer.start()
     task = asyncio.create_task(maintainer.run())
@@ -305,8 +357,34 @@ async def test_maintainer_service_loops_until_stopped(
         await asyncio.wait_for(task, 20)
         await maintainer.close()
     assert maintainer.failures == 0
-    done = await db.fetchval("SELECT count(*) FROM rollup_watermarks") if backend == "plain" else 2
-    assert done == 2
+    for rollup in ROLLUPS:
+        relation = await stored_in(db, backend, rollup.table)
+        stored = await db.fetch(f"SELECT series_id, last FROM {relation}")  # noqa: S608
+        assert [tuple(r) for r in stored] == [(sid, 1.5)], rollup.table
+
+
+async def test_timescale_policies_follow_settings_and_refresh_stays_outside_transactions(
+    db: asyncpg.Connection, env: Env
+) -> None:
+    await require_backend(env, "timescale")
+    before = await db.fetch(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+    )
+    keep = Retention.from_settings(env.settings).by_relation()
+    await timescale.apply_retention(db, keep)
+    after = await db.fetch(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+    )
+    assert after == before  # already as configured: jobs keep their ids and schedules
+    changed = {**keep, "samples_1m": 120 * DAY}
+    await timescale.apply_retention(db, changed)
+    assert await timescale.retention_policies(db) == changed
+    now = datetime.now(UTC)
+    async with db.transaction():
+        with pytest.raises(RuntimeError, match="transaction"):
+            await timescale.refresh(db, "samples_1m", now - HOUR, now)
+    assert await timescale.refresh(db, "samples_1m", now - HOUR, now)
+    assert not await timescale.refresh(db, "samples_1h", now - MINUTE, now)  # no whole bucket
 
 
 def test_unity_maintain_once(
