@@ -173,17 +173,31 @@ class Endpoints:
         }
 
 
+# Schemes whose clients read a user name without a password as a token (nats-py does).
+_TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+# Query parameters that carry a secret (libpq and asyncpg accept ?password=...).
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "token", "auth_token"})
+
+
 def redact(url: str) -> str:
-    """Drop the password (and any token) from a URL."""
+    """Hide the secrets in a URL: a password, a NATS token, secret query parameters.
+
+    A user name without a password is not a secret and stays.
+    """
     parts = urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username if parts.password is not None else None
-    netloc = f"{user}:***@{host}" if user else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            userinfo = f"{user}:***"
+        elif parts.scheme in _TOKEN_SCHEMES:
+            userinfo = "***"
+    query = "&".join(
+        f"{key}=***" if key.lower() in _SECRET_PARAMS and sep else f"{key}{sep}{value}"
+        for key, sep, value in (field.partition("=") for field in parts.query.split("&"))
+    )
+    netloc = f"{userinfo}@{hostport}" if at else hostport
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def endpoints(settings: Settings, env: Mapping[str, str] | None = None) -> Endpoints:
