@@ -4,6 +4,11 @@ Names are the kernel's process names (``comm``: at most 15 characters), as ``ps 
 
 CPU share for the ranking is the CPU time a process used since the previous run over the wall
 time between runs; no run sleeps to measure it. The first run ranks by CPU time since start.
+
+CPU seconds per name are a counter kept by the plugin, not a sum over the processes alive now
+(which drops when one exits): each run adds what every process of that name used since the
+previous run (all of it for a process new since then). It starts again when the collector does,
+which the query layer takes as a counter reset.
 """
 
 from __future__ import annotations
@@ -89,7 +94,12 @@ class ProcessesPlugin(Plugin):
     metrics = (
         Metric("processes_total", "", "gauge", "processes visible"),
         Metric("process_count", "", "gauge", "processes with the configured name"),
-        Metric("process_cpu_seconds", "seconds", "counter", "CPU time of the named processes"),
+        Metric(
+            "process_cpu_seconds",
+            "seconds",
+            "counter",
+            "CPU time used by processes of this name, exited ones included",
+        ),
         Metric("process_memory_rss_bytes", "bytes", "gauge", "resident memory of the named ones"),
         Metric("process_threads", "", "gauge", "threads of the named processes"),
     )
@@ -101,6 +111,7 @@ class ProcessesPlugin(Plugin):
         self._users: dict[int, str] = {}
         self._previous: dict[tuple[int, float], float] = {}
         self._previous_at = 0.0
+        self._cpu_totals: dict[str, float] = {}
 
     def collect(self, sink: Sink) -> None:
         root = self.config.proc_root
@@ -113,7 +124,7 @@ class ProcessesPlugin(Plugin):
             group = [p for p in seen if p.name == name]
             labels = {"name": name}
             sink.add("process_count", len(group), labels)
-            sink.add("process_cpu_seconds", sum(p.cpu_seconds for p in group), labels)
+            sink.add("process_cpu_seconds", self._cpu_total(name, group), labels)
             sink.add("process_memory_rss_bytes", sum(p.rss for p in group), labels)
             sink.add("process_threads", sum(p.threads for p in group), labels)
         if self.config.top:
@@ -121,6 +132,14 @@ class ProcessesPlugin(Plugin):
             sink.event("top_processes", self._summary(), self._top(seen, now, total_memory))
         self._previous = {(p.pid, p.started): p.cpu_seconds for p in seen}
         self._previous_at = now
+
+    def _cpu_total(self, name: str, group: list[Seen]) -> float:
+        used = sum(
+            max(0.0, p.cpu_seconds - self._previous.get((p.pid, p.started), 0.0)) for p in group
+        )
+        total = self._cpu_totals.get(name, 0.0) + used
+        self._cpu_totals[name] = total
+        return total
 
     def _summary(self) -> str:
         return f"top {self.config.top} processes by {self.config.sort_by}"

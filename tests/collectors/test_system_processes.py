@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
+import pytest
 
 from collectors.processes import ProcessesConfig, ProcessesPlugin
 from collectors.system import SystemConfig, SystemPlugin
@@ -145,3 +148,33 @@ def test_system_cheap_process_counts_from_proc_stat() -> None:
     assert values[key("system_processes", state="running")] == 2
     assert values[key("system_processes", state="disk_sleep")] == 0
     assert key("system_processes", state="zombie") not in values
+
+
+def test_process_cpu_seconds_never_drops_when_a_process_of_the_name_exits(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "proc"
+    shutil.copytree(case("system", "odd-process-names") / "proc", root)
+    template = (root / "7002" / "stat").read_text()
+
+    def rsync(pid: int, utime: int, stime: int, started: int) -> None:
+        fields = template.replace("7002", str(pid)).split(" ")
+        fields[13], fields[14], fields[21] = str(utime), str(stime), str(started)
+        (root / str(pid)).mkdir(exist_ok=True)
+        (root / str(pid) / "stat").write_text(" ".join(fields))
+
+    tick = os.sysconf("SC_CLK_TCK")
+    plugin = ProcessesPlugin(ProcessesConfig(top=0, names=["rsync"], proc_root=str(root)))
+
+    def cpu() -> float:
+        return by_key(collect(plugin))[key("process_cpu_seconds", name="rsync")]
+
+    rsync(7003, 10, 10, 36000100)
+    assert cpu() == pytest.approx((120 + 20) / tick)  # two alive: all they used so far
+    shutil.rmtree(root / "7002")  # exits, having used 120 ticks
+    rsync(7003, 30, 10, 36000100)  # 20 more ticks
+    assert cpu() == pytest.approx((120 + 40) / tick)
+    rsync(7004, 5, 5, 36000200)  # a new one: all of its time counts
+    assert cpu() == pytest.approx((120 + 40 + 10) / tick)
+    [metric] = [m for m in plugin.metrics if m.name == "process_cpu_seconds"]
+    assert metric.kind == "counter"
