@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ingest.streams import DURABLE
 from schemas import MetricBatch, Sample
 from tests.api.conftest import Api, running_api, without_valkey
 from tests.conftest import Env
@@ -34,3 +35,19 @@ async def test_a_dependency_down_is_degraded_and_not_ready(env: Env) -> None:
         assert health["checks"]["postgres"]["status"] == "ok"
         ready = await api.get("/ready", scope=None)
         assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+
+
+async def test_ready_reports_redeliveries(api: Api) -> None:
+    stream = api.env.settings.subjects.metrics_stream
+    await api.publish(MetricBatch(host="h", plugin="p", seq=1, samples=[Sample("x", 1)]))
+    # Play a worker that fails the message: refuse it, then take it again and never ack.
+    sub = await api.js.pull_subscribe_bind(durable=DURABLE, stream=stream)
+    [first] = await sub.fetch(1, timeout=10)
+    await first.nak()
+    [again] = await sub.fetch(1, timeout=10)
+    assert again.metadata.num_delivered == 2
+    resp = await api.get("/ready", scope=None)
+    lag = {c["stream"]: c for c in resp.json()["consumers"]}[stream]
+    assert lag["redelivered"] == 1 and lag["ack_pending"] == 1 and lag["pending"] == 0
+    await again.ack()
+    await sub.unsubscribe()
