@@ -16,6 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import alembic.util
+import asyncpg
+import nats.errors
+import sqlalchemy.exc
+
 from compose import migrate
 from compose.connect import connect_nats
 from compose.embedded import (
@@ -37,6 +42,18 @@ SERVICES = ("ingest", "maintain", "api", "collector")
 
 class StackError(RuntimeError):
     """`unity up` cannot start."""
+
+
+# What a server that is unreachable, refuses our login or holds an unexpected schema raises
+# while `up` prepares it.
+_PREPARE_ERRORS = (
+    OSError,
+    nats.errors.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    sqlalchemy.exc.SQLAlchemyError,
+    alembic.util.CommandError,
+)
 
 
 @contextlib.contextmanager
@@ -124,19 +141,33 @@ def embedded_servers(settings: Settings) -> list[EmbeddedServer]:
 async def prepare(settings: Settings, ep: Endpoints) -> str | None:
     """Migrate, declare streams and consumers, and make the first admin token.
 
-    Returns that token's secret when one was created (first start only), else None.
+    Returns that token's secret when one was created (first start only), else None. A server
+    that fails any step is a StackError saying which step and which server.
     """
     from api.tokens import ensure_admin_token
 
-    await migrate.upgrade(ep)
-    nc = await connect_nats(ep, "unity-up", max_reconnect_attempts=3)
+    shown = ep.describe()
+    with _step(f"migrating the database {shown['postgres']}"):
+        await migrate.upgrade(ep)
+    with _step(f"declaring the streams on {shown['nats']}"):
+        nc = await connect_nats(ep, "unity-up", max_reconnect_attempts=3)
+        try:
+            js = nc.jetstream()
+            await ensure_streams(js, settings)
+            await ensure_consumers(js, settings)
+        finally:
+            await nc.close()
+    with _step(f"checking the admin tokens in {shown['postgres']}"):
+        return await ensure_admin_token(ep)
+
+
+@contextlib.contextmanager
+def _step(doing: str) -> Iterator[None]:
     try:
-        js = nc.jetstream()
-        await ensure_streams(js, settings)
-        await ensure_consumers(js, settings)
-    finally:
-        await nc.close()
-    return await ensure_admin_token(ep)
+        yield
+    except _PREPARE_ERRORS as exc:
+        said = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise StackError(f"failed {doing}: {type(exc).__name__}: {said}") from exc
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
@@ -193,32 +224,43 @@ class Stack:
             log.info(
                 "%s ready on port %d (%.1fs)", server.name, server.port, time.monotonic() - started
             )
-        admin_token = asyncio.run(prepare(settings, ep))
-        for name in SERVICES:
-            service = Service(name, settings)
-            service.start()
-            self.services.append(service)
         api_url = f"http://{settings.api_bind}:{settings.api_port}/api/v1"
-        api = next(s for s in self.services if s.name == "api")
-        if not wait_http(f"{api_url}/health", 60, api.proc):
-            raise StackError(f"the API did not come up; see {api.log_path}")
+        admin_token = asyncio.run(prepare(settings, ep))
         if admin_token is not None:
-            # Printed once, to the terminal only; the database keeps just its hash.
+            # Printed once, to the terminal only, as soon as it exists (the database keeps just
+            # its hash): a service that fails to start next must not take the only copy with it.
             print(
                 f"Admin token (shown once, keep it): {admin_token}\n"
                 f"  e.g. curl -H 'Authorization: Bearer {admin_token}' {api_url}/latest\n"
                 f"  more tokens: unity token create NAME --scope read",
                 flush=True,
             )
+        for name in SERVICES:
+            service = Service(name, settings)
+            service.start()
+            self.services.append(service)
+        api = next(s for s in self.services if s.name == "api")
+        if not wait_http(f"{api_url}/health", 60, api.proc):
+            raise StackError(f"the API did not come up; see {api.log_path}")
         print(
             f"Unity is up.\n"
             f"  API:       {api_url}  (try {api_url}/latest with a token)\n"
             f"  data:      {data}\n"
-            f"  logs:      {data / 'logs'}\n"
+            + "".join(f"  {name + ':':<10} {where}\n" for name, where in self._data_elsewhere())
+            + f"  logs:      {data / 'logs'}\n"
             f"  servers:   {', '.join(f'{k}={v}' for k, v in ep.describe().items())}\n"
             f"Press Ctrl-C to stop.",
             flush=True,
         )
+
+    def _data_elsewhere(self) -> list[tuple[str, Path]]:
+        """Server data kept outside the data folder (PostgreSQL's, when run as root)."""
+        data = self.settings.data_path
+        return [
+            (server.name, server.pgdata)
+            for server in self.servers
+            if isinstance(server, PostgresServer) and not server.pgdata.is_relative_to(data)
+        ]
 
     def _supervise(self) -> None:
         while not self._stop:

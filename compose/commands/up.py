@@ -14,10 +14,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from compose.embedded import ServerError
     from compose.stack import Stack, StackError
 
     try:
         return Stack(settings).run()
-    except StackError as exc:
+    except (StackError, ServerError, OSError) as exc:
+        # One line, no traceback: these are about the machine or the servers, not a bug.
         print(f"unity up: {exc}", file=sys.stderr)
         return 1
