@@ -72,6 +72,7 @@ class Timing:
     started: float
     finished: float
     status: str
+    planned: float  # the due time plus this run's jitter
 
 
 class Worker:
@@ -391,7 +392,7 @@ class Collector:
             if due < slot.backoff_until:
                 slot.skipped += 1
                 continue
-            await self._run(slot, due)
+            await self._run(slot, due, start_at)
 
     async def run_once(self, plugin: Plugin) -> RunResult:
         """Run one instance now and queue its output (tests drive the collector with this)."""
@@ -403,8 +404,8 @@ class Collector:
         now = time.time()
         return list(await asyncio.gather(*(self._collect(s, now) for s in self.slots.values())))
 
-    async def _run(self, slot: Slot, due: float) -> RunResult:
-        result = await self._collect(slot, due)
+    async def _run(self, slot: Slot, due: float, planned: float | None = None) -> RunResult:
+        result = await self._collect(slot, due, planned)
         report = result.report
         base_id = msg_id(self.host, report.plugin, report.instance, result.seq)
         if result.batch is not None:
@@ -444,13 +445,13 @@ class Collector:
         base_id = msg_id(self.host, SELF_PLUGIN, "", seq)
         self._queue(self.subjects.health(self.host, SELF_PLUGIN), report, f"{base_id}:health")
 
-    async def _collect(self, slot: Slot, due: float) -> RunResult:
+    async def _collect(self, slot: Slot, due: float, planned: float | None = None) -> RunResult:
         if slot.running is not None and not slot.running.done():
             # The previous collect is still stuck in its thread: never start a second one.
             now = time.time()
             slot.skipped += 1
             message = f"previous run still running after {now - slot.running_since:.1f}s"
-            return self._finish(slot, due, now, Sink({}), "error", message, "busy")
+            return self._finish(slot, due, planned, now, Sink({}), "error", message, "busy")
         if slot.replacement is not None:
             if slot.ready:
                 await self._teardown(slot, slot.plugin)
@@ -475,7 +476,7 @@ class Collector:
             message = f"{type(exc).__name__}: {exc}"
         else:
             status, message = own_health(plugin)
-        return self._finish(slot, due, started, sink, status, message, outcome)
+        return self._finish(slot, due, planned, started, sink, status, message, outcome)
 
     @staticmethod
     def _work(slot: Slot, plugin: Plugin, sink: Sink, due: float) -> None:
@@ -491,6 +492,7 @@ class Collector:
         self,
         slot: Slot,
         due: float,
+        planned: float | None,
         started: float,
         sink: Sink,
         status: Status,
@@ -499,7 +501,9 @@ class Collector:
     ) -> RunResult:
         finished = time.time()
         slot.last_duration = finished - started
-        self.timings.append(Timing(slot.key, due, started, finished, outcome))
+        self.timings.append(
+            Timing(slot.key, due, started, finished, outcome, due if planned is None else planned)
+        )
         spec = slot.spec
         if status != "error":
             if slot.failures:

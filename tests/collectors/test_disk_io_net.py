@@ -178,16 +178,26 @@ def test_net_on_the_live_host_matches_psutil() -> None:
     assert values[key("net_tcp_sockets", family="ipv4")] >= 0
 
 
-def test_net_counts_a_listening_socket_of_this_test() -> None:
-    plugin = NetPlugin(NetConfig(tcp_states=True))
-
-    def listening() -> float:
-        return by_key(collect(plugin))[key("net_tcp_connections", state="listen")]
-
-    before = listening()
+def test_net_counts_a_listening_socket_of_this_test(tmp_path: Path) -> None:
+    # The live tables are copied while the socket listens: other processes on this host open
+    # and close sockets at any time, so two live reads cannot be compared.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        during = listening()
-    assert during >= 1
-    assert during >= before + 1 or before >= 1
+        port = sock.getsockname()[1]
+        live = {name: Path("/proc/net", name).read_text() for name in ("dev", "tcp", "tcp6")}
+
+    def listening(tables: dict[str, str]) -> float:
+        root = tmp_path / f"proc{len(list(tmp_path.iterdir()))}"
+        (root / "net").mkdir(parents=True)
+        for name, text in tables.items():
+            (root / "net" / name).write_text(text)
+        plugin = NetPlugin(NetConfig(tcp_states=True, proc_root=str(root)))
+        return by_key(collect(plugin))[key("net_tcp_connections", state="listen")]
+
+    # The kernel's line for our socket: local address 0100007F:<port>, state 0A (LISTEN).
+    lines = live["tcp"].splitlines(keepends=True)
+    ours = [line for line in lines[1:] if line.split()[1] == f"0100007F:{port:04X}"]
+    assert [line.split()[3] for line in ours] == ["0A"]
+    without = {**live, "tcp": "".join(line for line in lines if line not in ours)}
+    assert listening(live) == listening(without) + 1 >= 1

@@ -157,17 +157,21 @@ async def test_backoff_after_consecutive_failures_and_recovery() -> None:
     assert slot.failures == 0 and slot.backoff_until == 0.0 and slot.failed == 3
 
 
-async def test_runs_line_up_with_the_clock_and_jitter_only_delays() -> None:
+async def test_runs_line_up_with_the_clock_and_jitter_spreads_the_starts() -> None:
     assert next_tick(100.2, 0.5) == 100.5
     assert next_tick(100.5, 0.5) == 101.0
     assert next_tick(1_700_000_007.0, 60) == 1_700_000_040.0
-    c = collector([Good()], jitter=0.2)
-    await run_for(c, 2.0)
+    c = collector([Good()], jitter=0.4)
+    await run_for(c, 3.0)
     runs = of(c, "good")
-    assert runs
+    assert len(runs) >= 3
+    offsets = [t.planned - t.due for t in runs]
     for t in runs:
         assert abs(t.due / INTERVAL - round(t.due / INTERVAL)) < 1e-6
-        assert t.started >= t.due
+        assert t.started >= t.planned
+    # Each run drew its own delay within [0, jitter): ignoring jitter would give all zeros.
+    assert all(0 <= o < 0.4 for o in offsets)
+    assert len(set(offsets)) == len(offsets) and max(offsets) > 0
 
 
 class Slow(Plugin):
@@ -179,16 +183,46 @@ class Slow(Plugin):
         sink.add("slow_value", 1)
 
 
+collecting = threading.Event()
+finish = threading.Event()
+
+
+class Held(Plugin):
+    """Starts a run, then holds it until the test lets it finish."""
+
+    id = "held"
+    metrics = (Metric("held_value", ""),)
+
+    def collect(self, sink: Sink) -> None:
+        collecting.set()
+        finish.wait(10)
+        sink.add("held_value", 1)
+
+
 async def test_stop_finishes_the_run_in_hand() -> None:
-    c = collector([Slow()], timeout=2.0)
+    collecting.clear()
+    finish.clear()
+    c = collector([Held()], timeout=5.0)
     await c.start(connect=False)
-    task = asyncio.create_task(c.run_once(c.plugins[0]))
-    await asyncio.sleep(0.05)
-    await c.stop(flush_timeout=0)
-    result = await task
-    assert result.report.status == "ok" and result.batch is not None
+    loop = asyncio.create_task(c.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not collecting.is_set():
+            assert time.monotonic() < deadline, "the scheduled run never started"
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(c.stop(flush_timeout=0))
+        await asyncio.sleep(0.2)
+        assert not stopping.done(), "stop() returned while a run was in hand"
+        assert queued(c) == []
+    finally:
+        finish.set()
+    await stopping
+    # Queued before stop() returned: the run's batch, then its health report.
     subjects = [s for s, _ in queued(c)]
-    assert subjects == ["unity.metrics.testhost.slow", "unity.health.testhost.slow"]
+    assert subjects == ["unity.metrics.testhost.held", "unity.health.testhost.held"]
+    await loop
+    [run] = of(c, "held")
+    assert run.status == "ok"
 
 
 class Degraded(Plugin):

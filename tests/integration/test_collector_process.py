@@ -12,13 +12,19 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from collectors.config import parse_config
+from collectors.runner import Collector
 from compose.cli import main
 from compose.connect import connect_nats
+from compose.embedded import free_port
 from ingest.streams import ensure_streams
 from schemas import HealthReport, MetricBatch
+from sdk.discovery import discover
 from tests.conftest import Env
+from tests.helpers import wait_for
 
 CONFIG = """
 [agent]
@@ -62,16 +68,11 @@ def test_a_config_error_names_the_key(tmp_path: Path) -> None:
         main(["collector", "--config", str(path), "--once"])
 
 
-async def test_sigterm_finishes_flushes_and_exits(env: Env, tmp_path: Path) -> None:
-    nc = await connect_nats(env.ep, "test")
-    js = nc.jetstream()
-    await ensure_streams(js, env.settings)
-    path = tmp_path / "collector.toml"
-    path.write_text(CONFIG.format(spool=tmp_path / "spool"))
+def collector_environ(env: Env, tmp_path: Path, nats_url: str) -> dict[str, str]:
     ep = env.ep
-    environ = {
+    return {
         **os.environ,
-        "UNITY_NATS_URL": ep.nats_url,
+        "UNITY_NATS_URL": nats_url,
         "UNITY_NATS_USER": ep.nats_user or "",
         "UNITY_NATS_PASSWORD": ep.nats_password or "",
         "UNITY_DATABASE_URL": ep.database_url,
@@ -79,6 +80,15 @@ async def test_sigterm_finishes_flushes_and_exits(env: Env, tmp_path: Path) -> N
         "UNITY_SUBJECT_ROOT": env.root,
         "UNITY_DATA_DIR": str(tmp_path / "data"),
     }
+
+
+async def test_sigterm_finishes_flushes_and_exits(env: Env, tmp_path: Path) -> None:
+    nc = await connect_nats(env.ep, "test")
+    js = nc.jetstream()
+    await ensure_streams(js, env.settings)
+    path = tmp_path / "collector.toml"
+    path.write_text(CONFIG.format(spool=tmp_path / "spool"))
+    environ = collector_environ(env, tmp_path, env.ep.nats_url)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -122,3 +132,109 @@ async def test_sigterm_finishes_flushes_and_exits(env: Env, tmp_path: Path) -> N
         with contextlib.suppress(NotFoundError, BucketNotFoundError):
             await js.delete_key_value(env.settings.subjects.config_bucket)
         await nc.close()
+
+
+SPOOLED = """
+[agent]
+host = "{host}"
+interval = "1s"
+spool_dir = "{spool}"
+self_metrics = false
+watch_config = false
+
+[[plugins.memory]]
+"""
+
+
+async def msg_ids(js: JetStreamContext, subject: str) -> list[str]:
+    sub = await js.subscribe(subject, ordered_consumer=True)
+    found: list[str] = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            msg = await sub.next_msg(timeout=2)
+            found.append((msg.headers or {})["Nats-Msg-Id"])
+    await sub.unsubscribe()
+    return found
+
+
+def spooled_ids(spool: Path) -> list[str]:
+    """The Msg-Ids of the spool's files, oldest first (each file starts with a JSON header)."""
+    ids = []
+    for path in sorted(spool.glob("*.msg")):
+        header = path.read_bytes().partition(b"\n")[0]
+        ids.append(msgspec.json.decode(header)["msg_id"])
+    return ids
+
+
+async def test_sigterm_with_nats_down_keeps_everything_in_the_spool_for_the_next_start(
+    env: Env, tmp_path: Path
+) -> None:
+    host = f"sigterm-{os.getpid()}"
+    spool = tmp_path / "spool"
+    path = tmp_path / "collector.toml"
+    path.write_text(SPOOLED.format(host=host, spool=spool))
+    nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens: NATS is down all along
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "compose",
+        "collector",
+        "--config",
+        str(path),
+        env=collector_environ(env, tmp_path, nowhere),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    stderr = asyncio.create_task(proc.stderr.read())
+    try:
+
+        async def runs_spooled() -> bool:
+            return len(list(spool.glob("*.msg"))) >= 6  # three runs: a batch and a report each
+
+        await wait_for(runs_spooled, within=30)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0
+    assert "Traceback" not in (await stderr).decode()
+    ids = spooled_ids(spool)
+    # Every run up to the stop is on disk: consecutive ticks, each with its health report.
+    batches = [i for i in ids if not i.endswith(":health")]
+    assert [f"{i}:health" for i in batches] == [i for i in ids if i.endswith(":health")]
+    ticks = [round(int(i.rsplit(":", 1)[1]) / 1000) for i in batches]
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))
+
+    # The next start on that spool, with NATS up, sends them first, each once.
+    nc = await connect_nats(env.ep, "test")
+    js = nc.jetstream()
+    await ensure_streams(js, env.settings)
+    raw = {
+        "agent": {
+            "host": host,
+            "spool_dir": str(spool),
+            "self_metrics": False,
+            "watch_config": False,
+        },
+        "plugins": {"memory": {}},
+    }
+    restarted = Collector(env.settings, env.ep, config=parse_config(raw, discover(), host))
+    await restarted.start()  # not run(): it only sends what the spool holds
+
+    async def drained() -> bool:
+        return len(restarted.outbox) == 0 and restarted.sender.stats.published >= len(ids)
+
+    try:
+        await wait_for(drained)
+    finally:
+        await restarted.stop(flush_timeout=5)
+    assert not list(spool.glob("*.msg"))
+    subjects = env.settings.subjects
+    arrived = [
+        await msg_ids(js, subjects.metrics(host, "memory")),
+        await msg_ids(js, subjects.health(host, "memory")),
+    ]
+    await nc.close()
+    assert arrived == [batches, [i for i in ids if i.endswith(":health")]]
