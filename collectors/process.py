@@ -33,14 +33,16 @@ def collector_config(settings: Settings, path: str | None) -> CollectorConfig:
 
 
 async def print_once(collector: Collector) -> int:
-    """Run each plugin once and print every message it would publish, one JSON line each."""
+    """Run each plugin once and print every message it would publish, one JSON line each:
+    ``{"subject": ..., "msg_id": ..., "message": {...}}``."""
     await collector.start(connect=False)
     failed = 0
+    encoder = msgspec.json.Encoder()
     for result in await collector.collect_all():
         failed += result.report.status == "error"
-        for message in (result.batch, *result.events, result.report):
-            if message is not None:
-                sys.stdout.write(msgspec.json.encode(message).decode() + "\n")
+        for subject, msg_id, message in collector.envelopes(result):
+            line = {"subject": subject, "msg_id": msg_id, "message": message}
+            sys.stdout.write(encoder.encode(line).decode() + "\n")
     await collector.stop(flush_timeout=0)
     return 1 if failed else 0
 

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+Outgoing = MetricBatch | Event | HealthReport
+
 _CONNECT_RETRY_S = (0.5, 5.0)
 _TIMINGS_KEPT = 5000
 
@@ -404,23 +406,31 @@ class Collector:
         now = time.time()
         return list(await asyncio.gather(*(self._collect(s, now) for s in self.slots.values())))
 
-    async def _run(self, slot: Slot, due: float, planned: float | None = None) -> RunResult:
-        result = await self._collect(slot, due, planned)
+    def envelopes(self, result: RunResult) -> list[tuple[str, str, Outgoing]]:
+        """Subject, Msg-Id and message of everything a run publishes; the health report last."""
         report = result.report
         base_id = msg_id(self.host, report.plugin, report.instance, result.seq)
+        out: list[tuple[str, str, Outgoing]] = []
         if result.batch is not None:
-            self._queue(self.subjects.metrics(self.host, report.plugin), result.batch, base_id)
-        for index, event in enumerate(result.events):
-            self._queue(
-                self.subjects.events(self.host, report.plugin), event, f"{base_id}:event:{index}"
-            )
+            out.append((self.subjects.metrics(self.host, report.plugin), base_id, result.batch))
+        events = self.subjects.events(self.host, report.plugin)
+        out += [(events, f"{base_id}:event:{n}", event) for n, event in enumerate(result.events)]
+        out.append((self.subjects.health(self.host, report.plugin), f"{base_id}:health", report))
+        return out
+
+    async def _run(self, slot: Slot, due: float, planned: float | None = None) -> RunResult:
+        result = await self._collect(slot, due, planned)
+        *data, (health_subject, health_id, _) = self.envelopes(result)
+        for subject, message_id, message in data:
+            self._queue(subject, message, message_id)
+        report = result.report
         # Drops are told by the unity-collector run, or after any run when it does not run.
         if slot.spec.plugin == SELF_PLUGIN:
             if drops := self._drop_report():
                 report = msgspec.structs.replace(report, status="degraded", message=drops)
         elif not self.config.agent.self_metrics and (drops := self._drop_report()):
             self._queue_drop_report(drops)
-        self._queue(self.subjects.health(self.host, report.plugin), report, f"{base_id}:health")
+        self._queue(health_subject, report, health_id)
         return RunResult(result.batch, report, result.seq, result.events)
 
     def _drop_report(self) -> str:
@@ -544,9 +554,7 @@ class Collector:
         events = run_events(sink, slot.plugin, self.host, ts) if status != "error" else ()
         return RunResult(batch, report, seq, events)
 
-    def _queue(
-        self, subject: str, message: MetricBatch | Event | HealthReport, msg_id: str
-    ) -> None:
+    def _queue(self, subject: str, message: Outgoing, msg_id: str) -> None:
         payload = encode(message, self._encoder_type)
         self.sender.put(Message(subject, payload, msg_id, self._encoder_type))
 

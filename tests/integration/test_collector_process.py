@@ -49,14 +49,29 @@ def test_once_prints_batches_events_and_health_without_nats(
     path = tmp_path / "collector.toml"
     path.write_text(CONFIG.format(spool=tmp_path / "spool"))
     assert main(["collector", "--config", str(path), "--once"]) == 0
-    lines = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
-    batches = {(m["plugin"], m.get("instance", "")) for m in lines if "samples" in m}
+    envelopes = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
+    lines = [e["message"] for e in envelopes]
+    # Each line says where it would go and under which Msg-Id.
+    for e in envelopes:
+        m = e["message"]
+        kind = "health" if "status" in m else "metrics" if "samples" in m else "events"
+        assert e["subject"] == f"unity.{kind}.proc-test.{m['plugin']}"
+        instance = m.get("instance", "")
+        assert e["msg_id"].startswith(f"proc-test:{m['plugin']}:{instance}:")
+    ids = [e["msg_id"] for e in envelopes]
+    assert len(set(ids)) == len(ids)
+    assert sum(i.endswith(":health") for i in ids) == 4
+    batches = {
+        (e["message"]["plugin"], e["message"].get("instance", ""))
+        for e in envelopes
+        if ".metrics." in e["subject"]
+    }
     assert batches == {("cpu", ""), ("disk", "root"), ("system", ""), ("unity-collector", "")}
     assert all(m["host"] == "proc-test" for m in lines)
-    health = [m for m in lines if "status" in m]
+    health = [e["message"] for e in envelopes if ".health." in e["subject"]]
     assert {h["status"] for h in health} == {"ok"} and len(health) == 4
     assert any(m.get("kind") == "os_info" for m in lines)
-    disk = next(m for m in lines if m["plugin"] == "disk" and "samples" in m)
+    disk = next(m for m in lines if m["plugin"] == "disk" and "status" not in m)
     assert {s["labels"]["mount"] for s in disk["samples"]} == {"/"}
     assert not (tmp_path / "spool").exists(), "--once touches no spool"
 
