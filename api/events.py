@@ -10,7 +10,7 @@ from starlette.responses import Response
 from api.errors import ApiError
 from api.latest import PAGE
 from api.operation import Operation, Param
-from api.params import parse_page, parse_time
+from api.params import TIME_FORMATS, TIME_SCHEMA, parse_page, parse_time
 from api.responses import MsgspecResponse
 from api.rows import from_row
 from api.state import state_of
@@ -59,8 +59,8 @@ OPERATIONS = [
         "read",
         params=(
             *(Param(k, "query", {"type": "string"}) for k in FILTERS),
-            Param("start", "query", {"type": "string"}, "default: end - 1 day"),
-            Param("end", "query", {"type": "string"}, "default: now"),
+            Param("start", "query", TIME_SCHEMA, f"{TIME_FORMATS}; default: end - 1 day"),
+            Param("end", "query", TIME_SCHEMA, f"{TIME_FORMATS}; default: now"),
             *PAGE,
         ),
         response=EventList,

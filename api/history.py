@@ -13,7 +13,14 @@ from api import query as storage
 from api.errors import ApiError
 from api.latest import LEGACY, SELECTOR, request_selector
 from api.operation import Operation, Param
-from api.params import parse_bool, parse_duration, parse_time
+from api.params import (
+    DURATION_SCHEMA,
+    TIME_FORMATS,
+    TIME_SCHEMA,
+    parse_bool,
+    parse_duration,
+    parse_time,
+)
 from api.responses import MsgspecResponse
 from api.rows import from_row
 from api.selectors import Selector
@@ -96,9 +103,9 @@ OPERATIONS = [
         params=(
             SELECTOR,
             *LEGACY,
-            Param("start", "query", {"type": "string"}, "RFC 3339, epoch seconds or -1h"),
-            Param("end", "query", {"type": "string"}, "RFC 3339, epoch seconds or now"),
-            Param("step", "query", {"type": "string"}, "bucket width: 60, 60s, 1m, 1h; auto if 0"),
+            Param("start", "query", TIME_SCHEMA, f"{TIME_FORMATS}; default: end - 1 hour"),
+            Param("end", "query", TIME_SCHEMA, f"{TIME_FORMATS}; default: now"),
+            Param("step", "query", DURATION_SCHEMA, "bucket width: 60, 60s, 1m, 1h; auto if 0"),
             Param("agg", "query", {"type": "string", "enum": list(storage.AGGREGATIONS)}),
             Param("resolution", "query", {"type": "string", "enum": list(RESOLUTIONS)}),
             Param("rate", "query", {"type": "boolean"}, "counters as per-second rate"),

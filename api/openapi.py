@@ -70,6 +70,8 @@ def document(operations: Sequence[tuple[str, Operation]], version: str) -> dict[
         elif op.media_type != "application/json":
             ok["content"] = _content(op.media_type, {"type": "string"})
         entry["responses"][str(op.status)] = ok
+        for also, meaning in op.also:
+            entry["responses"][str(also)] = ok | {"description": meaning}
         for status, text in _ERRORS.items():
             entry["responses"][status] = error | {"description": text}
         paths.setdefault(prefix + op.template, {})[op.method.lower()] = entry

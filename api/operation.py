@@ -96,6 +96,8 @@ class Operation:
     response: type | None = None
     status: int = 200
     media_type: str = "application/json"
+    # Other success statuses with the same body, and what each means.
+    also: tuple[tuple[int, str], ...] = ()
 
     @property
     def template(self) -> str:

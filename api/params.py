@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from api.errors import ApiError
 
@@ -18,6 +19,18 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 TIME_FORMATS = "RFC 3339, epoch seconds, now or -<n>[smhdw]"
+_NUMBER = r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$"
+# What parse_time accepts, as the OpenAPI document describes it: a fuzzer then tries real
+# date-times (years 1 to 9999) and numbers, not only arbitrary text.
+TIME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "anyOf": [
+        {"format": "date-time"},
+        {"pattern": _NUMBER},
+        {"pattern": r"^-\d+(\.\d+)?[smhdw]$"},
+        {"const": "now"},
+    ],
+}
 
 
 def _out_of_range(name: str, shown: str) -> ApiError:
@@ -91,6 +104,7 @@ def parse_bool(name: str, raw: str | None, default: bool) -> bool:
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)?$")
+DURATION_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^\d+(\.\d+)?[smhdw]?$"}
 
 
 def parse_duration(name: str, raw: str | None, default: float) -> float:

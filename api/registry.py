@@ -19,7 +19,7 @@ from api.config_schema import check_config, check_schema
 from api.errors import ApiError
 from api.latest import PAGE
 from api.operation import Operation, Param, path_int, read_body
-from api.params import parse_bool, parse_page, parse_time
+from api.params import TIME_FORMATS, TIME_SCHEMA, parse_bool, parse_page, parse_time
 from api.responses import MsgspecResponse
 from api.rows import from_row
 from api.state import AppState, state_of
@@ -354,8 +354,8 @@ _LIST_FILTERS = tuple(
     for k in ("host", "plugin", "category", "source", "health")
 ) + tuple(Param(k, "query", {"type": "boolean"}) for k in ("enabled", "external"))
 _RANGE = (
-    Param("start", "query", {"type": "string"}, "default: end - 1 day"),
-    Param("end", "query", {"type": "string"}, "default: now"),
+    Param("start", "query", TIME_SCHEMA, f"{TIME_FORMATS}; default: end - 1 day"),
+    Param("end", "query", TIME_SCHEMA, f"{TIME_FORMATS}; default: now"),
 )
 
 OPERATIONS = [
@@ -379,6 +379,7 @@ OPERATIONS = [
         body=PluginRegistration,
         response=PluginInfo,
         status=201,
+        also=((200, "registered again: the entry was updated"),),
     ),
     Operation(
         "GET",

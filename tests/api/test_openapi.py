@@ -26,6 +26,18 @@ from tests.conftest import Env
 # A live stream never ends, so a plain HTTP call cannot check it; tests/api/test_stream does.
 UNFUZZABLE = {"/api/v1/stream"}
 EXAMPLES = 30
+# Responses must match the document: status, media type, headers and body schema. Not
+# negative_data_rejection: unknown query parameters are ignored, as HTTP APIs do, and the
+# token this test sends replaces the missing Authorization of a negative case. Nor
+# positive_data_acceptance: a valid id may not exist (404), a valid string may be a bad
+# selector (400).
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_headers_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
 
 
 async def test_document_lists_every_route_with_schemas(api: Api) -> None:
@@ -47,6 +59,11 @@ async def test_document_lists_every_route_with_schemas(api: Api) -> None:
     assert register["security"] == [{"bearer": []}]
     assert "PluginRegistration" in doc["components"]["schemas"]
     assert doc["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
+    assert set(register["responses"]) >= {"200", "201"}  # re-registering answers 200
+    for path in ("/api/v1/query", "/api/v1/events", "/api/v1/plugins/{id}/runs"):
+        params = {p["name"]: p["schema"] for p in doc["paths"][path]["get"]["parameters"]}
+        for name in ("start", "end"):
+            assert {"format": "date-time"} in params[name]["anyOf"], (path, name)
 
 
 async def test_reference_page_needs_no_network(api: Api) -> None:
@@ -111,6 +128,7 @@ def _fuzz(base: str, token: str) -> Iterator[str]:
                     f"{case.method} {case.formatted_path} {case.query} {case.body!r} -> "
                     f"{resp.status_code} {resp.text[:300]}"
                 )
+                case.validate_response(resp, checks=CHECKS)
 
             try:
                 check()
@@ -119,6 +137,50 @@ def _fuzz(base: str, token: str) -> Iterator[str]:
                 assert mode is schemathesis.GenerationMode.NEGATIVE
                 continue
             yield f"{op.method.upper()} {op.path} ({mode.value})"
+
+
+# Values at and past the edges of what datetime holds: random generation rarely reaches them.
+TIME_EDGES = (
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:30:00+01:00",
+    "1969-12-31T23:59:59Z",
+    "1970-01-01T00:00:00Z",
+    "9000-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "9999-12-31T23:59:59-05:00",
+    "-1",
+    "1e300",
+    "-1e300",
+    "inf",
+    "nan",
+    "-1000000w",
+    "-99999999999w",
+    "now",
+)
+
+
+def _is_time(schema: dict[str, Any]) -> bool:
+    return any(alt.get("format") == "date-time" for alt in schema.get("anyOf", ()))
+
+
+def _time_edges(base: str, token: str, plugin_id: int) -> Iterator[str]:
+    """Every time parameter the document describes, at every edge, alone (the other bound
+    then derives from it)."""
+    schema = schemathesis.openapi.from_url(f"{base}/api/v1/openapi.json")
+    headers = {"Authorization": f"Bearer {token}"}
+    for result in schema.get_all_operations():
+        op = result.ok()  # type: ignore[union-attr]
+        params = op.definition.raw.get("parameters", [])
+        times = [p["name"] for p in params if p["in"] == "query" and _is_time(p["schema"])]
+        path = {p["name"]: plugin_id for p in params if p["in"] == "path"}
+        query = {"selector": "x"} if any(p["name"] == "selector" for p in params) else {}
+        for name in times:
+            for edge in TIME_EDGES:
+                case = op.Case(path_parameters=path, query=query | {name: edge})
+                resp = case.call(base_url=base, headers=headers, timeout=10)
+                assert resp.status_code < 500, f"{op.path}?{name}={edge} -> {resp.text[:300]}"
+                case.validate_response(resp, checks=CHECKS)
+                yield f"{op.path}?{name}={edge}"
 
 
 @pytest.mark.slow
@@ -130,13 +192,17 @@ async def test_property_fuzz_over_the_document_finds_no_server_error(env: Env) -
     conn = await pg_connect(env.ep)
     try:
         _, token = await create_token(conn, "fuzz", ["admin"])
-        await conn.execute(
-            "INSERT INTO plugins (host, plugin, config_schema) VALUES ('h', 'p', $1::jsonb)",
+        plugin_id = await conn.fetchval(
+            "INSERT INTO plugins (host, plugin, config_schema) VALUES ('h', 'p', $1::jsonb)"
+            " RETURNING id",
             '{"type": "object"}',
         )
     finally:
         await conn.close()
     with ThreadedServer(env) as base:
+        edges = await asyncio.to_thread(lambda: list(_time_edges(base, token, plugin_id)))
         covered = await asyncio.to_thread(lambda: list(_fuzz(base, token)))
     print(f"\nfuzzed {len(covered)} operation/mode pairs, {EXAMPLES} examples each")
     assert len(covered) >= 30
+    # start and end of /events, /query and /plugins/{id}/runs
+    assert len(edges) == 6 * len(TIME_EDGES), edges
