@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from schemas.plugin import MetricInfo
 from schemas.wire import Kind, Status
 
 Scope = Literal["read", "write", "admin"]
@@ -132,15 +133,6 @@ class ErrorBody(msgspec.Struct, frozen=True):
     """Every error response: ``{"error": {"code", "message"}}``."""
 
     error: ErrorDetail
-
-
-class MetricInfo(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A metric a plugin declares."""
-
-    name: str
-    unit: str = ""
-    kind: Kind = "gauge"
-    description: str = ""
 
 
 class PluginInfo(msgspec.Struct, frozen=True):
