@@ -61,7 +61,12 @@ class AgentPlugin(Plugin):
         Metric("collector_buffer_messages", "", "gauge", "messages waiting (memory and disk)"),
         Metric("collector_buffer_bytes", "bytes", "gauge", "bytes waiting (memory and disk)"),
         Metric("collector_spooled_messages", "", "gauge", "messages waiting in the disk spool"),
-        Metric("collector_dropped_total", "", "counter", "oldest messages dropped, buffer full"),
+        Metric(
+            "collector_dropped_total",
+            "",
+            "counter",
+            "messages dropped (buffer or spool full, spool file lost, too big)",
+        ),
         Metric("collector_cpu_seconds", "seconds", "counter", "CPU time of the collector process"),
         Metric("collector_max_rss_bytes", "bytes", "gauge", "peak resident memory of the process"),
     )
