@@ -12,16 +12,45 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.errors import Error as NatsError
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 from nats.js.errors import Error as JetStreamError
 
-from schemas import JSON, MSGPACK, Event, HealthReport, MetricBatch, Subjects, encode
+from schemas import (
+    JSON,
+    MAX_PAYLOAD_BYTES,
+    MSGPACK,
+    Event,
+    HealthReport,
+    MetricBatch,
+    Subjects,
+    encode,
+)
 
-__all__ = ["Pending", "Publisher", "msg_id"]
+__all__ = ["Pending", "Publisher", "msg_id", "permanent"]
 
 log = logging.getLogger(__name__)
 
 _FAILURES = (NatsError, JetStreamError, TimeoutError, OSError)
+
+# JetStream error codes that are about the message itself: sending the same bytes again gets
+# the same answer. Everything else (no stream yet, a sealed or full stream, no quorum) may pass
+# once an operator or the server fixes it, so it is retried and the bounded buffer decides.
+_PERMANENT_CODES = frozenset(
+    {
+        10054,  # JSStreamMessageExceedsMaximumErr: over the stream's max_msg_size
+        10097,  # JSStreamHeaderExceedsMaximumErr: headers over 64 KiB
+    }
+)
+
+
+def permanent(error: BaseException) -> bool:
+    """True when NATS refused a message for good: over the server's ``max_payload`` or the
+    stream's message size. Resending it would block everything queued behind it."""
+    if isinstance(error, MaxPayloadError):
+        return True
+    return isinstance(error, APIError) and error.err_code in _PERMANENT_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +86,11 @@ class Publisher:
     While NATS is unreachable, messages wait in a buffer of ``max_buffered``; past that the oldest
     are dropped and counted in ``dropped``. After a failure, attempts back off exponentially from
     ``backoff_min`` to ``backoff_max`` seconds; ``flush()`` and ``on_reconnect()`` try at once.
+
+    A message NATS can never take is not retried: one over ``MAX_PAYLOAD_BYTES`` is refused
+    before it is queued, one the server refuses for good (see :func:`permanent`) leaves the
+    buffer. Both are counted in ``dropped`` and ``refused`` and logged once, with the reason in
+    ``last_refusal``.
 
     Args:
         js: The JetStream context.
@@ -102,9 +136,11 @@ class Publisher:
         self._backoff = 0.0
         self._next_attempt = 0.0
         self.dropped = 0
+        self.refused = 0
         self.published = 0
         self.failures = 0
         self.last_error = ""
+        self.last_refusal = ""
 
     @property
     def buffered(self) -> int:
@@ -136,7 +172,8 @@ class Publisher:
         )
 
     async def flush(self) -> bool:
-        """Send everything buffered now, ignoring the backoff; True when the buffer is empty."""
+        """Send everything buffered now, ignoring the backoff; True when the buffer is empty
+        (some of it may have been refused: see ``refused``)."""
         async with self._lock:
             return await self._flush()
 
@@ -146,14 +183,27 @@ class Publisher:
         self._next_attempt = 0.0
         await self.flush()
 
+    async def drop_buffered(self) -> int:
+        """Give up on everything still buffered (at shutdown); count it in ``dropped``."""
+        async with self._lock:
+            count = len(self._buffer)
+            self._buffer.clear()
+            self.dropped += count
+            return count
+
     async def _send(self, subject: str, payload: bytes, mid: str) -> bool:
         async with self._lock:
+            item = Pending(subject, payload, mid, self._content_type)
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                self._refuse(item, f"{len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
+                return False
             if len(self._buffer) == self._buffer.maxlen:
                 self.dropped += 1
-            self._buffer.append(Pending(subject, payload, mid, self._content_type))
+            self._buffer.append(item)
             if self._clock() < self._next_attempt:
                 return False
-            return await self._flush()
+            refused = self.refused
+            return await self._flush() and self.refused == refused
 
     async def _flush(self) -> bool:
         while self._buffer:
@@ -162,26 +212,43 @@ class Publisher:
             for _ in range(acked):
                 self._buffer.popleft()
             self.published += acked
-            if error is not None:
-                self._failed(window[acked], error)
-                return False
+            if error is None:
+                continue
+            head = self._buffer[0]
+            if isinstance(error, TimeoutError):
+                # nats-py's async reply handler raises on a JetStream error reply instead of
+                # failing the future, so a refusal looks like a lost PubAck. A plain request
+                # learns which it was (and stores the message if the server is back).
+                error = await self._probe(head)
+                if error is None:
+                    self._buffer.popleft()
+                    self.published += 1
+                    continue
+            if permanent(error):
+                self._buffer.popleft()
+                self._refuse(head, f"{type(error).__name__}: {error}")
+                continue
+            self._failed(head, error)
+            return False
         self._backoff = 0.0
         self._next_attempt = 0.0
         return True
 
     async def _publish_window(self, window: list[Pending]) -> tuple[int, BaseException | None]:
-        """Publish ``window`` pipelined; return how many in a row were acked, and the error."""
+        """Publish ``window`` pipelined; return how many in a row were acked, and the error of
+        the one after them (``window[acked]``)."""
         futures: list[asyncio.Future[Any]] = []
-        error: BaseException | None = None
+        publish_error: BaseException | None = None
         for item in window:
             try:
                 futures.append(
                     await self._js.publish_async(item.subject, item.payload, headers=item.headers)
                 )
             except _FAILURES as exc:
-                error = exc
+                publish_error = exc
                 break
         acked = 0
+        error: BaseException | None = None
         for future in futures:
             if error is not None:
                 future.cancel()
@@ -192,7 +259,23 @@ class Publisher:
                 error = exc
             else:
                 acked += 1
-        return acked, error
+        return acked, error if error is not None else publish_error
+
+    async def _probe(self, item: Pending) -> BaseException | None:
+        """Publish one message and wait for its PubAck; None when it is stored."""
+        try:
+            await self._js.publish(
+                item.subject, item.payload, timeout=self._ack_timeout, headers=item.headers
+            )
+        except _FAILURES as exc:
+            return exc
+        return None
+
+    def _refuse(self, item: Pending, why: str) -> None:
+        self.dropped += 1
+        self.refused += 1
+        self.last_refusal = f"{item.msg_id} to {item.subject}: {why}"
+        log.warning("dropped message %s, NATS will never take it", self.last_refusal)
 
     def _failed(self, item: Pending, error: BaseException) -> None:
         self.failures += 1

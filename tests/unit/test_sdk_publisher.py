@@ -4,27 +4,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
+from nats.js.api import PubAck, StreamConfig
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
 from compose.connect import connect_nats
 from compose.embedded import NatsServer, free_port
 from compose.settings import Endpoints
-from schemas import MSGPACK, HealthReport, MetricBatch, Sample, Subjects, decode
+from schemas import (
+    MAX_PAYLOAD_BYTES,
+    MSGPACK,
+    HealthReport,
+    MetricBatch,
+    Sample,
+    Subjects,
+    decode,
+    encode,
+)
 from sdk import Publisher
+from sdk.publisher import permanent
 from tests.conftest import Env
 
 
-def batch(seq: int, host: str = "h1") -> MetricBatch:
-    return MetricBatch(host=host, plugin="ups", seq=seq, samples=[Sample("x", float(seq))])
+def batch(seq: int, host: str = "h1", samples: int = 1) -> MetricBatch:
+    return MetricBatch(
+        host=host,
+        plugin="ups",
+        seq=seq,
+        samples=[Sample(f"x{i}", float(seq), {"pad": "p" * 200}) for i in range(samples)]
+        if samples > 1
+        else [Sample("x", float(seq))],
+    )
+
+
+def oversized(seq: int) -> MetricBatch:
+    """A batch whose JSON is over the contract's payload limit, but under nats' 1 MiB."""
+    big = MetricBatch("h1", "ups", [Sample("x", 1.0, {"pad": "p" * 250})] * 3500, seq=seq)
+    assert MAX_PAYLOAD_BYTES < len(encode(big)) < 1024 * 1024
+    return big
 
 
 class Clock:
@@ -35,14 +63,45 @@ class Clock:
         return self.now
 
 
-async def add_stream(js: JetStreamContext, subjects: Subjects) -> str:
+async def add_stream(js: JetStreamContext, subjects: Subjects, max_msg_size: int = -1) -> str:
     name = subjects.metrics_stream
     await js.add_stream(
         StreamConfig(
-            name=name, subjects=[f"{subjects.root}.metrics.>", f"{subjects.root}.health.>"]
+            name=name,
+            subjects=[f"{subjects.root}.metrics.>", f"{subjects.root}.health.>"],
+            max_msg_size=max_msg_size,
         )
     )
     return name
+
+
+class CountingJetStream(JetStreamContext):
+    """The real JetStream context, counting the publishes whose PubAck is still outstanding."""
+
+    def __init__(self, nc: NATS) -> None:
+        super().__init__(nc)
+        self.sent = 0
+        self.unacked = 0
+        self.peak = 0
+
+    async def publish_async(self, *args: Any, **kwargs: Any) -> asyncio.Future[PubAck]:
+        future = await super().publish_async(*args, **kwargs)
+        self.sent += 1
+        self.unacked += 1
+        self.peak = max(self.peak, self.unacked)
+        future.add_done_callback(self._settled)
+        return future
+
+    def _settled(self, _: asyncio.Future[PubAck]) -> None:
+        self.unacked -= 1
+
+
+def refusals(caplog: pytest.LogCaptureFixture, mid: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "sdk.publisher" and f"dropped message {mid} " in r.getMessage()
+    ]
 
 
 async def stored(js: JetStreamContext, stream: str) -> list[tuple[str, str, bytes]]:
@@ -115,6 +174,132 @@ async def test_a_resent_window_is_stored_once(env: Env) -> None:
             assert await second.publish_batch(batch(seq))
         ids = [m[1] for m in await stored(js, stream)]
     assert ids == ["h1:ups::1", "h1:ups::2", "h1:ups::3", "h1:ups::4"]
+
+
+async def test_no_more_than_max_in_flight_publishes_wait_for_their_acks(env: Env) -> None:
+    clock = Clock()
+    async with jetstream(env) as (nc, _, subjects):
+        js = CountingJetStream(nc)
+        pub = Publisher(js, subjects, max_in_flight=8, clock=clock)
+        assert not await pub.publish_batch(batch(1))  # no stream yet: buffered, backing off
+        for seq in range(2, 41):
+            assert not await pub.publish_batch(batch(seq))
+        stream = await add_stream(js, subjects)
+        assert await pub.flush()
+        ids = [m[1] for m in await stored(js, stream)]
+    assert 1 < js.peak <= 8  # pipelined, and never more than the bound
+    assert (js.sent, js.unacked, pub.published) == (41, 0, 40)
+    assert ids == [f"h1:ups::{seq}" for seq in range(1, 41)]
+
+
+async def test_a_message_over_the_payload_limit_is_refused_before_it_is_queued(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "sdk.publisher")
+    async with jetstream(env) as (_, js, subjects):
+        stream = await add_stream(js, subjects)
+        pub = Publisher(js, subjects, max_buffered=2)
+        assert await pub.publish_batch(batch(1))
+        assert not await pub.publish_batch(oversized(2))
+        assert (pub.buffered, pub.dropped, pub.refused, pub.failures) == (0, 1, 1, 0)
+        assert "h1:ups::2" in pub.last_refusal and str(MAX_PAYLOAD_BYTES) in pub.last_refusal
+        assert await pub.publish_batch(batch(3))
+        ids = [m[1] for m in await stored(js, stream)]
+    assert ids == ["h1:ups::1", "h1:ups::3"]
+    assert len(refusals(caplog, "h1:ups::2")) == 1
+
+
+async def test_a_message_the_stream_refuses_for_good_is_dropped_not_retried(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "sdk.publisher")
+    clock = Clock()
+    async with jetstream(env) as (_, js, subjects):
+        pub = Publisher(js, subjects, ack_timeout=1.0, clock=clock)
+        # Queued while there is no stream (a transient failure), so that all three go out in
+        # one pipelined window once there is one: the refused one sits between two good ones.
+        for item in (batch(1), batch(2, samples=20), batch(3)):
+            assert not await pub.publish_batch(item)
+        assert pub.failures == 1 and "NoStreamResponse" in pub.last_error
+        stream = await add_stream(js, subjects, max_msg_size=2000)
+        assert len(encode(batch(2, samples=20))) > 2000
+        assert await pub.flush()
+        assert (pub.buffered, pub.published, pub.dropped, pub.refused) == (0, 2, 1, 1)
+        assert "message size exceeds maximum" in pub.last_refusal
+        assert await pub.publish_batch(batch(4))  # nothing left blocking the head
+        ids = [m[1] for m in await stored(js, stream)]
+    assert ids == ["h1:ups::1", "h1:ups::3", "h1:ups::4"]
+    assert pub.failures == 1
+    assert len(refusals(caplog, "h1:ups::2")) == 1
+
+
+class SmallPayloadNats(NatsServer):
+    """A nats-server whose max_payload is below the contract's limit."""
+
+    max_payload = 4096
+
+    def prepare(self) -> None:
+        super().prepare()
+        with self.conf.open("a") as conf:
+            conf.write(f"max_payload: {self.max_payload}\n")
+
+
+@pytest.fixture
+def small_payload_nats() -> Iterator[Endpoints]:
+    data = Path(tempfile.mkdtemp(prefix="unity-pub-"))
+    server = SmallPayloadNats(data, free_port(), "unity", uuid.uuid4().hex)
+    server.start()
+    try:
+        yield Endpoints(
+            f"nats://127.0.0.1:{server.port}", server.user, server.password, "", None, "", None
+        )
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_a_message_over_the_servers_max_payload_is_dropped(
+    small_payload_nats: Endpoints, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "sdk.publisher")
+    subjects = Subjects("t" + uuid.uuid4().hex[:8])
+    nc = await connect_nats(small_payload_nats, "max-payload-test")
+    try:
+        js = nc.jetstream()
+        stream = await add_stream(js, subjects)
+        pub = Publisher(js, subjects)
+        big = batch(2, samples=30)
+        assert SmallPayloadNats.max_payload < len(encode(big)) < MAX_PAYLOAD_BYTES
+        assert await pub.publish_batch(batch(1))
+        assert not await pub.publish_batch(big)
+        assert (pub.buffered, pub.dropped, pub.refused, pub.failures) == (0, 1, 1, 0)
+        assert "MaxPayloadError" in pub.last_refusal
+        assert await pub.publish_batch(batch(3))
+        ids = [m[1] for m in await stored(js, stream)]
+    finally:
+        await nc.close()
+    assert ids == ["h1:ups::1", "h1:ups::3"]
+    assert len(refusals(caplog, "h1:ups::2")) == 1
+
+
+def test_only_errors_about_the_message_itself_are_permanent() -> None:
+    assert permanent(MaxPayloadError())
+    assert permanent(APIError(code=400, err_code=10054, description="message size exceeds"))
+    assert permanent(APIError(code=400, err_code=10097, description="header size exceeds"))
+    # The stream may be created, unsealed or given room later: these are retried.
+    assert not permanent(NoStreamResponseError())
+    assert not permanent(APIError(code=400, err_code=10109, description="sealed stream"))
+    assert not permanent(ServiceUnavailableError(code=503, err_code=10077))
+    assert not permanent(TimeoutError())
+
+
+async def test_drop_buffered_counts_what_is_given_up(env: Env) -> None:
+    async with jetstream(env) as (_, js, subjects):
+        pub = Publisher(js, subjects)
+        for seq in (1, 2, 3):
+            assert not await pub.publish_batch(batch(seq))  # no stream
+        assert await pub.drop_buffered() == 3
+        assert (pub.buffered, pub.dropped, pub.refused) == (0, 3, 0)
 
 
 def test_constructor_validates_without_io() -> None:
