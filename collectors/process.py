@@ -15,6 +15,7 @@ import msgspec
 
 from collectors.config import CollectorConfig, ConfigError, load_config
 from collectors.runner import Collector, default_config
+from collectors.spool import SpoolError
 from compose.settings import Endpoints, Settings
 from sdk.discovery import discover
 
@@ -56,7 +57,10 @@ async def serve(
         return await print_once(collector)
     if ep is None:
         raise SystemExit("unity collector: NATS endpoints are needed unless --once")
-    await collector.start()
+    try:
+        await collector.start()
+    except SpoolError as exc:
+        raise SystemExit(f"unity collector: {exc}") from None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -308,11 +308,12 @@ class Outbox:
             await self._call(self.disk.open)
 
     async def close(self) -> None:
+        if self._io is None:
+            return  # the spool was never opened nor used
         if self.disk is not None:
             await self._call(self.disk.close)
-        if self._io is not None:
-            self._io.shutdown(wait=True)
-            self._io = None
+        self._io.shutdown(wait=True)
+        self._io = None
 
     async def window(self, limit: int) -> list[Message]:
         """Up to ``limit`` oldest messages, in order: from disk while it holds any, else memory."""

@@ -17,6 +17,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from collectors.config import parse_config
 from collectors.runner import Collector
+from collectors.spool import DiskSpool
 from compose.cli import main
 from compose.connect import connect_nats
 from compose.embedded import free_port
@@ -74,6 +75,28 @@ def test_once_prints_batches_events_and_health_without_nats(
     disk = next(m for m in lines if m["plugin"] == "disk" and "status" not in m)
     assert {s["labels"]["mount"] for s in disk["samples"]} == {"/"}
     assert not (tmp_path / "spool").exists(), "--once touches no spool"
+
+
+def test_a_spool_in_use_by_another_collector_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "spool"
+    path = tmp_path / "collector.toml"
+    path.write_text(CONFIG.format(spool=spool))
+    for name, value in {
+        "UNITY_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "UNITY_DATABASE_URL": "postgresql://unity@127.0.0.1:1/unity",
+        "UNITY_VALKEY_URL": "valkey://127.0.0.1:1/0",
+        "UNITY_DATA_DIR": str(tmp_path / "data"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    first = DiskSpool(spool, max_bytes=1000)
+    first.open()
+    try:
+        with pytest.raises(SystemExit, match=r"unity collector: spool folder .* is in use"):
+            main(["collector", "--config", str(path)])
+    finally:
+        first.close()
 
 
 def test_a_config_error_names_the_key(tmp_path: Path) -> None:
