@@ -55,12 +55,13 @@ def permanent(error: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """One encoded message waiting for its PubAck."""
+    """One encoded message waiting for its PubAck (``on_ack`` runs once it is stored)."""
 
     subject: str
     payload: bytes
     msg_id: str
     content_type: str
+    on_ack: Callable[[], None] | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -155,12 +156,19 @@ class Publisher:
             msg_id(batch.host, batch.plugin, batch.instance, batch.seq),
         )
 
-    async def publish_health(self, report: HealthReport, seq: int) -> bool:
-        """Queue the health report of run ``seq`` and try to send; True when all went out."""
+    async def publish_health(
+        self, report: HealthReport, seq: int, on_ack: Callable[[], None] | None = None
+    ) -> bool:
+        """Queue the health report of run ``seq`` and try to send; True when all went out.
+
+        ``on_ack`` is called when the report is stored, now or on a later flush; never when it
+        is dropped.
+        """
         return await self._send(
             self._subjects.health(report.host, report.plugin),
             encode(report, self._content_type),
             msg_id(report.host, report.plugin, report.instance, seq) + ":health",
+            on_ack,
         )
 
     async def publish_event(self, event: Event, seq: int) -> bool:
@@ -191,9 +199,11 @@ class Publisher:
             self.dropped += count
             return count
 
-    async def _send(self, subject: str, payload: bytes, mid: str) -> bool:
+    async def _send(
+        self, subject: str, payload: bytes, mid: str, on_ack: Callable[[], None] | None = None
+    ) -> bool:
         async with self._lock:
-            item = Pending(subject, payload, mid, self._content_type)
+            item = Pending(subject, payload, mid, self._content_type, on_ack)
             if len(payload) > MAX_PAYLOAD_BYTES:
                 self._refuse(item, f"{len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
                 return False
@@ -210,8 +220,7 @@ class Publisher:
             window = list(itertools.islice(self._buffer, self._max_in_flight))
             acked, error = await self._publish_window(window)
             for _ in range(acked):
-                self._buffer.popleft()
-            self.published += acked
+                self._stored()
             if error is None:
                 continue
             head = self._buffer[0]
@@ -221,8 +230,7 @@ class Publisher:
                 # learns which it was (and stores the message if the server is back).
                 error = await self._probe(head)
                 if error is None:
-                    self._buffer.popleft()
-                    self.published += 1
+                    self._stored()
                     continue
             if permanent(error):
                 self._buffer.popleft()
@@ -233,6 +241,12 @@ class Publisher:
         self._backoff = 0.0
         self._next_attempt = 0.0
         return True
+
+    def _stored(self) -> None:
+        item = self._buffer.popleft()
+        self.published += 1
+        if item.on_ack is not None:
+            item.on_ack()
 
     async def _publish_window(self, window: list[Pending]) -> tuple[int, BaseException | None]:
         """Publish ``window`` pipelined; return how many in a row were acked, and the error of

@@ -59,6 +59,11 @@ class Standalone:
         interval: Seconds between runs (runs are aligned to the clock).
         timeout: Longest a ``collect`` may take; default 80 % of the interval.
         watch_config: Follow the plugin's key in the config bucket.
+        max_buffered: Messages kept while NATS cannot take them (see :class:`Publisher`).
+
+    Attributes:
+        runs: Runs done so far.
+        skipped: Due runs skipped because the plugin is disabled.
     """
 
     def __init__(
@@ -69,9 +74,12 @@ class Standalone:
         interval: float = 10.0,
         timeout: float | None = None,
         watch_config: bool = True,
+        max_buffered: int = 10_000,
     ) -> None:
         if not (math.isfinite(interval) and interval > 0):
             raise ValueError(f"interval must be a positive number of seconds, got {interval}")
+        if max_buffered < 1:
+            raise ValueError(f"max_buffered must be at least 1, got {max_buffered}")
         self.plugin = plugin
         self.connection = connection
         self.timeout = timeout
@@ -79,13 +87,18 @@ class Standalone:
         self.state = RunState(interval=interval)
         self.key = settings_key(connection.host, plugin.id, plugin.instance)
         self.runs = 0
+        self.skipped = 0
+        self._max_buffered = max_buffered
         self._nc: NATS | None = None
         self._publisher: Publisher | None = None
         self._kv: KeyValue | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        # Drops named in a health report that reached the stream; a report that is buffered
+        # or lost does not count, so its drops are named again in the next one.
         self._reported_dropped = 0
+        self._reported_refused = 0
 
     @property
     def publisher(self) -> Publisher:
@@ -98,7 +111,7 @@ class Standalone:
             f"unity-plugin-{self.plugin.id}@{self.connection.host}", self._reconnected
         )
         js = self._nc.jetstream()
-        self._publisher = Publisher(js, self.connection.subjects)
+        self._publisher = Publisher(js, self.connection.subjects, max_buffered=self._max_buffered)
         await asyncio.to_thread(self.plugin.setup)
         if self.watch_config:
             self._watch_task = asyncio.create_task(self._watch())
@@ -120,10 +133,13 @@ class Standalone:
             await publisher.publish_batch(result.batch)
         for index, event in enumerate(result.events):
             await publisher.publish_event(event, _event_seq(result.seq, index))
-        report = self._annotated(result.report)
+        dropped, refused = publisher.dropped, publisher.refused
+        report = self._annotated(result.report, dropped, refused)
         if report.status != "ok":
             log.warning("plugin %s: %s: %s", self.plugin.id, report.status, report.message)
-        await publisher.publish_health(report, result.seq)
+        await publisher.publish_health(
+            report, result.seq, on_ack=lambda: self._delivered(dropped, refused)
+        )
         self.runs += 1
         return RunResult(result.batch, report, result.seq, result.events)
 
@@ -139,13 +155,25 @@ class Standalone:
         except Exception as exc:  # reported in the health report; collect will say more
             self.state.problem = f"setup with the new config failed: {type(exc).__name__}: {exc}"
 
-    def _annotated(self, report: HealthReport) -> HealthReport:
-        """Add what the runner itself has to say: drops since the last report, a bad config."""
+    def _delivered(self, dropped: int, refused: int) -> None:
+        """A health report naming ``dropped`` and ``refused`` in total reached the stream."""
+        self._reported_dropped = max(self._reported_dropped, dropped)
+        self._reported_refused = max(self._reported_refused, refused)
+
+    def _annotated(self, report: HealthReport, dropped: int, refused: int) -> HealthReport:
+        """Add what the runner itself has to say: drops not yet reported, a bad config."""
         notes = []
-        dropped = self.publisher.dropped - self._reported_dropped
-        if dropped:
-            notes.append(f"dropped {dropped} message(s) while NATS was unreachable")
-            self._reported_dropped = self.publisher.dropped
+        unreported = dropped - self._reported_dropped
+        if unreported:
+            notes.append(
+                f"dropped {unreported} message(s) since the last delivered report"
+                f" ({dropped} since start)"
+            )
+        if refused > self._reported_refused:
+            notes.append(
+                f"{refused - self._reported_refused} of them refused for good,"
+                f" the last one: {self.publisher.last_refusal}"
+            )
         if self.state.problem:
             notes.append(self.state.problem)
         if not notes:
@@ -167,6 +195,8 @@ class Standalone:
                 self.state.changed.clear()
                 if self.state.enabled:
                     await self.run_once()
+                else:
+                    self.skipped += 1
                 next_run = _next_tick(time.time(), self.state.interval)
                 continue
             await self._sleep(next_run - now)
@@ -190,14 +220,25 @@ class Standalone:
         self._stopping.set()
 
     async def stop(self) -> None:
-        """Stop running, flush what is buffered, tear the plugin down and close."""
+        """Stop running, flush what is buffered, tear the plugin down and close.
+
+        What NATS still has not taken after the flush is dropped, counted and logged.
+        """
         self._stopping.set()
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
-        if self._publisher is not None:
-            await self._publisher.flush()
+        if self._publisher is not None and not await self._publisher.flush():
+            lost = await self._publisher.drop_buffered()
+            log.warning(
+                "plugin %s: stopping with %d message(s) NATS did not acknowledge (%s); "
+                "dropped, %d in total",
+                self.plugin.id,
+                lost,
+                self._publisher.last_error or "no attempt yet",
+                self._publisher.dropped,
+            )
         await asyncio.to_thread(self.plugin.teardown)
         if self._nc is not None:
             await self._nc.drain()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Callable
 
 import msgspec
+import pytest
+from nats.js import JetStreamContext
 
 from compose.connect import connect_nats
 from ingest.streams import ensure_streams
 from schemas import (
+    MAX_PAYLOAD_BYTES,
     Event,
     HealthReport,
     MetricBatch,
@@ -41,6 +46,17 @@ class Counter(Plugin):
         assert isinstance(self.config, CounterConfig)
         self.total += self.config.step
         sink.add("counter_runs", self.total)
+
+
+class Bulky(Plugin):
+    """Emits a batch over the payload limit."""
+
+    id = "bulky"
+    metrics = (Metric("bulky_value", "", "gauge"),)
+
+    def collect(self, sink: Sink) -> None:
+        for i in range(4000):
+            sink.add("bulky_value", i, {"pad": f"{i:0250d}"})
 
 
 def connection(env: Env) -> ConnectionSettings:
@@ -88,18 +104,79 @@ async def test_run_once_publishes_the_batch_and_the_health_report(env: Env) -> N
     assert (report.status, report.samples) == ("ok", 1)
 
 
-async def test_dropped_messages_are_reported_in_the_next_health_report(env: Env) -> None:
+async def stored_reports(env: Env, js: JetStreamContext) -> list[HealthReport]:
+    subjects = env.settings.subjects
+    sub = await js.subscribe(subjects.health("box", "counter"), ordered_consumer=True)
+    info = await js.stream_info(subjects.events_stream)
+    try:
+        msgs = [await sub.next_msg(timeout=5) for _ in range(info.state.messages)]
+    finally:
+        await sub.unsubscribe()
+    return [decode(m.data, HealthReport) for m in msgs]
+
+
+def dropped_in(report: HealthReport) -> int:
+    found = re.search(r"dropped (\d+) message\(s\) since the last delivered report", report.message)
+    return int(found.group(1)) if found else 0
+
+
+async def test_drops_are_named_until_a_report_naming_them_is_stored(env: Env) -> None:
+    nc = await connect_nats(env.ep, "standalone-drop-test")
+    try:
+        js = nc.jetstream()
+        runner = Standalone(Counter(), connection(env), watch_config=False, max_buffered=2)
+        await runner.start()
+        try:
+            # No streams yet: each run's batch and report wait in a buffer of two, pushing
+            # out the oldest. The second run's report names one drop and is pushed out itself.
+            runs = [(await runner.run_once()).report for _ in range(3)]
+            assert (runner.publisher.dropped, runner.publisher.buffered) == (4, 2)
+            await ensure_streams(js, env.settings)
+            assert await runner.publisher.flush()  # the third batch and report
+            runs += [(await runner.run_once()).report for _ in range(2)]
+        finally:
+            await runner.stop()
+        delivered = await stored_reports(env, js)
+    finally:
+        await nc.close()
+    assert [r.status for r in runs] == ["ok", "degraded", "degraded", "degraded", "ok"]
+    assert [dropped_in(r) for r in runs] == [0, 1, 3, 1, 0]
+    # Only the last three reports reached the stream, and together they name every drop.
+    assert delivered == runs[2:]
+    assert sum(dropped_in(r) for r in delivered) == runner.publisher.dropped == 4
+    assert "(4 since start)" in delivered[1].message
+
+
+async def test_a_refused_batch_is_named_in_the_runs_health_report(env: Env) -> None:
+    nc = await connect_nats(env.ep, "standalone-refused-test")
+    try:
+        await ensure_streams(nc.jetstream(), env.settings)
+        runner = Standalone(Bulky(), connection(env), watch_config=False)
+        await runner.start()
+        try:
+            result = await runner.run_once()
+        finally:
+            await runner.stop()
+    finally:
+        await nc.close()
+    assert result.report.status == "degraded"
+    assert "1 of them refused for good" in result.report.message
+    assert str(MAX_PAYLOAD_BYTES) in result.report.message
+    assert runner.publisher.refused == 1
+
+
+async def test_stop_counts_and_logs_what_nats_never_took(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "sdk.standalone")
     runner = Standalone(Counter(), connection(env), watch_config=False)
     await runner.start()
-    try:
-        runner.publisher.dropped = 3  # as if the buffer had overflowed during an outage
-        first = await runner.run_once()
-        second = await runner.run_once()
-    finally:
-        await runner.stop()
-    assert first.report.status == "degraded"
-    assert "dropped 3 message(s)" in first.report.message
-    assert second.report.status == "ok"
+    await runner.run_once()  # no streams: the batch and the report stay buffered
+    assert runner.publisher.buffered == 2
+    await runner.stop()
+    assert (runner.publisher.buffered, runner.publisher.dropped) == (0, 2)
+    logged = [r.getMessage() for r in caplog.records if r.name == "sdk.standalone"]
+    assert any("stopping with 2 message(s)" in m and "NoStreamResponse" in m for m in logged)
 
 
 def test_apply_refuses_a_bad_config_and_keeps_the_old_one() -> None:
@@ -139,11 +216,14 @@ async def test_interval_enabled_and_config_apply_live_from_the_bucket(env: Env) 
             await until(lambda: runner.runs >= 4)
             assert plugin.total >= 1 + 3 * 10
             await kv.put(key, encode(PluginSettings(enabled=False, revision=2)))
-            await until(lambda: not runner.state.enabled)
-            await asyncio.sleep(0.3)  # let a run that had already started finish
+            # The first skipped tick comes after any run that was in hand; three more due
+            # ticks later, no run has happened.
+            await until(lambda: runner.skipped >= 1)
             paused_at = runner.runs
-            await asyncio.sleep(0.5)
+            await until(lambda: runner.skipped >= 4)
             assert runner.runs == paused_at
+            await kv.put(key, encode(PluginSettings(interval_s=0.1, revision=3)))
+            await until(lambda: runner.runs > paused_at)  # enabled again
         finally:
             runner.request_stop()
             await task
