@@ -1,9 +1,10 @@
 """The dead-letter stream: rejected input with its original subject, bytes and reason.
 
 An entry is published to ``<root>.dlq.<reason>`` with headers ``Unity-Reason``, ``Unity-Error``,
-``Unity-Subject`` and ``Unity-Stream-Seq``; its ``Nats-Msg-Id`` is derived from the original's
-stream sequence, so a redelivered bad message is dead-lettered once. Re-driving publishes the
-original bytes to the original subject again and then removes the entry.
+``Unity-Subject``, ``Unity-Stream-Seq`` and the original's ``Content-Type`` as it was; its
+``Nats-Msg-Id`` is derived from the original's stream sequence, so a redelivered bad message is
+dead-lettered once. Re-driving publishes the original bytes, with that ``Content-Type``, to the
+original subject again and then removes the entry.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from schemas import MSGPACK, Subjects
+from schemas import Subjects
 
 REASON = "Unity-Reason"
 ERROR = "Unity-Error"
 SUBJECT = "Unity-Subject"
 STREAM_SEQ = "Unity-Stream-Seq"
+CONTENT_TYPE = "Content-Type"
 
 
 class DeadLetterError(LookupError):
@@ -51,8 +53,10 @@ async def dead_letter(
         STREAM_SEQ: str(meta.sequence.stream),
         "Nats-Msg-Id": f"dlq:{meta.stream}:{meta.sequence.stream}",
     }
-    if msg.headers and msg.headers.get("Content-Type") == MSGPACK:
-        headers["Content-Type"] = MSGPACK
+    # As is: any alias of MessagePack (or an unsupported type) must decode the same on re-drive.
+    content_type = (msg.headers or {}).get(CONTENT_TYPE)
+    if content_type:
+        headers[CONTENT_TYPE] = content_type
     await js.publish(subjects.dlq(reason), msg.data, headers=headers)
 
 
@@ -98,8 +102,9 @@ async def redrive(js: JetStreamContext, subjects: Subjects, seq: int) -> str:
     if not entry.subject.startswith(f"{subjects.root}."):
         raise DeadLetterError(f"dead letter {seq} has no original subject under {subjects.root}")
     headers = {"Nats-Msg-Id": f"redrive:{subjects.dlq_stream}:{seq}"}
-    if entry.headers.get("Content-Type") == MSGPACK:
-        headers["Content-Type"] = MSGPACK
+    content_type = entry.headers.get(CONTENT_TYPE)
+    if content_type:
+        headers[CONTENT_TYPE] = content_type
     await js.publish(entry.subject, entry.data, headers=headers)
     await js.delete_msg(subjects.dlq_stream, seq)
     return entry.subject

@@ -3,6 +3,7 @@ line protocol from Telegraf; the registry learns plugins from what they publish.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,4 +233,72 @@ async def test_a_message_postgres_refuses_is_isolated_and_dead_lettered(env: Env
     entries = [e async for e in dlq.entries(js, env.settings.subjects, "db_refused")]
     assert len(entries) == 1 and entries[0].data == encode(poison)
     assert "UntranslatableCharacter" in entries[0].error or "0000" in entries[0].error
+    await nc.close()
+
+
+async def test_a_msgpack_message_keeps_its_content_type_through_the_dlq(env: Env) -> None:
+    nc, js = await streams_ready(env)
+    subjects = env.settings.subjects
+    subject = subjects.metrics("flood", "mixed")
+    # An alias of MessagePack: the entry and its re-drive must carry it as it was.
+    content_type = "application/x-msgpack"
+    data = encode(_batch(7, bad=True), MSGPACK)
+    await js.publish(subject, data, headers={"Content-Type": content_type})
+    async with running_ingest(env) as worker:
+        await wait_until(lambda: _messages(worker, 1))
+        assert worker.stats.dead == Counter({"bad_name": 1})
+        [entry] = [e async for e in dlq.entries(js, subjects)]
+        assert (entry.data, entry.headers.get("Content-Type")) == (data, content_type)
+        assert await dlq.redrive(js, subjects, entry.seq) == subject
+        await wait_until(lambda: _messages(worker, 2))
+        # Decoded as MessagePack again: the one bad sample is refused, not the whole message.
+        assert worker.stats.dead == Counter({"bad_name": 2})
+    assert await stored(env) == 5
+    [again] = [e async for e in dlq.entries(js, subjects)]
+    assert again.seq != entry.seq
+    assert (again.data, again.headers.get("Content-Type")) == (data, content_type)
+    await nc.close()
+
+
+def _big(i: int) -> MetricBatch:
+    sample = Sample("big_value", 5000.0 + i, {"n": str(i)})
+    return MetricBatch(host="flood", plugin="big", ts=BASE_TS + i, seq=i, samples=[sample])
+
+
+async def test_dlq_replay_cli_redrives_entries_once_the_cause_is_fixed(
+    env: Env, tmp_path: Path
+) -> None:
+    nc, js = await streams_ready(env)
+    subjects = env.settings.subjects
+    subject = subjects.metrics("flood", "big")
+    # A constraint these values break: PostgreSQL refuses them until it is dropped.
+    await fetchval(env, "ALTER TABLE samples ADD CONSTRAINT below_1000 CHECK (value < 1000)")
+    for i in range(3):
+        await js.publish(subject, encode(_big(i)))
+    await js.publish(subject, b"{not json")
+    async with running_ingest(env) as worker:
+        await wait_until(lambda: _messages(worker, 4))
+    assert worker.stats.dead == Counter({"db_refused": 3, "malformed": 1})
+    refused = [e.seq async for e in dlq.entries(js, subjects, "db_refused")]
+    assert len(refused) == 3
+    await fetchval(env, "ALTER TABLE samples DROP CONSTRAINT below_1000")
+
+    cli_env = unity_env(env, tmp_path)
+    one = Unity(cli_env, tmp_path / "one.log", "dlq", "replay", str(refused[0]))
+    assert await asyncio.to_thread(one.proc.wait, 60) == 0, one.output()
+    assert one.output().splitlines() == [f"{refused[0]} -> {subject}"]
+    by_reason = Unity(cli_env, tmp_path / "reason.log", "dlq", "replay", "--reason", "db_refused")
+    assert await asyncio.to_thread(by_reason.proc.wait, 60) == 0, by_reason.output()
+    assert by_reason.output().splitlines() == [f"{seq} -> {subject}" for seq in refused[1:]]
+    # Re-driven entries are gone; the other reason's entry stays.
+    assert [e.reason async for e in dlq.entries(js, subjects)] == ["malformed"]
+    gone = Unity(cli_env, tmp_path / "gone.log", "dlq", "replay", str(refused[0]))
+    assert await asyncio.to_thread(gone.proc.wait, 60) == 1, gone.output()
+    assert f"no dead letter with sequence {refused[0]}" in gone.output()
+
+    async with running_ingest(env) as worker:
+        await wait_until(lambda: _messages(worker, 3))
+        assert worker.stats.dead_lettered == 0
+    values = await fetchval(env, "SELECT array_agg(value ORDER BY value) FROM samples")
+    assert values == [5000.0, 5001.0, 5002.0]
     await nc.close()
