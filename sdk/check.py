@@ -22,6 +22,7 @@ from schemas import (
     decode,
     encode,
 )
+from sdk.configkeys import lenient_structs
 from sdk.plugin import Plugin
 from sdk.runner import collect_once
 
@@ -80,8 +81,12 @@ def check_metadata(cls: type[Plugin]) -> list[Finding]:
     if not (isinstance(config_type, type) and issubclass(config_type, msgspec.Struct)):
         error("Config", "is not a msgspec.Struct")
         return found
-    if not cls.Config.__struct_config__.forbid_unknown_fields:
-        warning("Config", "declare it with forbid_unknown_fields=True")
+    for struct in lenient_structs(cls.Config):
+        error(
+            "Config",
+            f"{struct.__qualname__} accepts unknown keys: declare it with"
+            " forbid_unknown_fields=True",
+        )
     try:
         info = cls.info()
         if decode(encode(info), PluginInfo) != info:

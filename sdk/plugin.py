@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from schemas import Kind, MetricInfo, PluginInfo, Status
+from sdk.configkeys import unknown_key
 from sdk.sink import Sink
 
 __all__ = ["ConfigError", "Health", "Metric", "NoConfig", "Plugin"]
@@ -59,8 +60,9 @@ class Plugin(abc.ABC):
         category: A broad group (``system``, ``storage``, ``network``, ``apps``...).
         tags: Free keywords.
         metrics: Every metric ``collect`` may emit.
-        Config: A ``msgspec.Struct`` of the plugin's settings, with defaults; declare it with
-            ``forbid_unknown_fields=True`` (unknown keys are rejected either way).
+        Config: A ``msgspec.Struct`` of the plugin's settings, with defaults; declare it and
+            every Struct nested in it with ``forbid_unknown_fields=True`` (``parse_config``
+            rejects unknown keys at any depth either way; ``unity plugin check`` insists).
     """
 
     id: ClassVar[str]
@@ -89,11 +91,12 @@ class Plugin(abc.ABC):
         """Build the typed config from plain data (a TOML table, a JSON object).
 
         Raises:
-            ConfigError: naming the first unknown key, or the key with a wrong value.
+            ConfigError: naming the first unknown key with its path (``inner.hots``), or the
+                key with a wrong value.
         """
-        unknown = sorted(set(raw) - set(cls.Config.__struct_fields__))
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r} in the config of plugin {cls.id!r}")
+        unknown = unknown_key(raw, cls.Config)
+        if unknown is not None:
+            raise ConfigError(f"unknown key {unknown!r} in the config of plugin {cls.id!r}")
         try:
             return msgspec.convert(dict(raw), cls.Config)
         except msgspec.ValidationError as exc:

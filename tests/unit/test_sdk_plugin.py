@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 
@@ -179,22 +180,101 @@ def test_check_reports_a_failing_collect() -> None:
     assert [str(f) for f in check(Broken)] == ["error: collect: PermissionError: /dev/ups0"]
 
 
-def test_check_metadata_warns_about_a_lenient_config() -> None:
-    class Lenient(msgspec.Struct):
-        x: int = 1
+class Lenient(msgspec.Struct, frozen=True):
+    x: int = 1
 
+
+class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    number: int
+    proto: str = "tcp"
+
+
+class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str
+    ports: list[Port] = []
+
+
+class Tagged(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="file"):
+    path: str
+
+
+class Nested(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    inner: Target = Target("localhost")
+    targets: list[Target] = []
+    by_name: dict[str, Target] = {}
+    optional: Target | None = None
+    source: Tagged | None = None
+    loose: Lenient = Lenient()
+
+
+def metadata_plugin(config: type[msgspec.Struct]) -> type[Plugin]:
     class P(Plugin):
-        id = "lenient"
-        name = "Lenient"
-        description = "takes any key"
+        id = "configured"
+        name = "Configured"
+        description = "takes a config"
         author = "tests"
-        Config = Lenient
+        Config = config
         metrics = (Metric("x", "", "gauge", "x"),)
 
         def collect(self, sink: Sink) -> None:
             sink.add("x", 1)
 
-    assert [(f.level, f.what) for f in check_metadata(P)] == [("warning", "Config")]
+    return P
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"inner": {"hots": "x"}}, "inner.hots"),
+        (
+            {"inner": {"host": "a", "ports": [{"number": 1}, {"number": 2, "prot": "udp"}]}},
+            "inner.ports[1].prot",
+        ),
+        ({"targets": [{"host": "a"}, {"host": "b", "port": 1}]}, "targets[1].port"),
+        ({"by_name": {"web": {"host": "a", "hots": "b"}}}, "by_name.web.hots"),
+        ({"optional": {"host": "a", "extra": 1}}, "optional.extra"),
+        ({"source": {"type": "file", "path": "/x", "mode": "r"}}, "source.mode"),
+        ({"loose": {"x": 2, "y": 3}}, "loose.y"),
+        ({"inner": {"host": "a"}, "innr": {}}, "innr"),
+    ],
+)
+def test_unknown_keys_in_nested_config_structs_are_named_with_their_path(
+    raw: dict[str, object], path: str
+) -> None:
+    plugin = metadata_plugin(Nested)
+    with pytest.raises(ConfigError, match=f"unknown key '{re.escape(path)}'"):
+        plugin.parse_config(raw)
+
+
+def test_a_nested_config_with_known_keys_is_parsed() -> None:
+    raw = {
+        "inner": {"host": "a", "ports": [{"number": 1, "proto": "udp"}]},
+        "targets": [{"host": "b"}],
+        "by_name": {"web": {"host": "c"}},
+        "optional": None,
+        "source": {"type": "file", "path": "/x"},
+        "loose": {"x": 2},
+    }
+    config = metadata_plugin(Nested).parse_config(raw)
+    assert config == Nested(
+        inner=Target("a", [Port(1, "udp")]),
+        targets=[Target("b")],
+        by_name={"web": Target("c")},
+        source=Tagged("/x"),
+        loose=Lenient(2),
+    )
+
+
+def test_check_metadata_flags_every_config_struct_that_accepts_unknown_keys() -> None:
+    top = [str(f) for f in check_metadata(metadata_plugin(Lenient))]
+    assert top == [
+        "error: Config: Lenient accepts unknown keys: declare it with forbid_unknown_fields=True"
+    ]
+    nested = [
+        (f.level, f.what, f.message.split()[0]) for f in check_metadata(metadata_plugin(Nested))
+    ]
+    assert nested == [("error", "Config", "Lenient")]
+    assert check_metadata(metadata_plugin(Target)) == []
 
 
 class Inventory(Ups):
