@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -43,6 +43,9 @@ TRANSIENT = (
     JetStreamError,
     TimeoutError,
 )
+# Commit times kept for the next report's quantiles: one interval's worth at any sane rate, and
+# a bound when reporting is off (nobody clears them then).
+COMMITS_KEPT = 10_000
 # Errors where PostgreSQL refuses the content of a message: it is isolated and dead-lettered.
 REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
@@ -57,7 +60,7 @@ class Stats:
     redelivered: int = 0
     strings_skipped: int = 0
     dead: Counter[str] = field(default_factory=Counter)
-    commit_seconds: list[float] = field(default_factory=list)
+    commit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=COMMITS_KEPT))
 
     @property
     def dead_lettered(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -13,7 +14,7 @@ from compose.settings import load_settings
 from ingest.catalogue import Catalogue, SeriesKey
 from ingest.copyformat import copy_data, copy_packed, pack_row, unpack_row, with_series
 from ingest.decoder import Decoder, Work
-from ingest.pipeline import Stats
+from ingest.pipeline import COMMITS_KEPT, Stats
 from ingest.replay import Progress, Replay, ReplayError
 from ingest.report import PLUGIN, Reporter
 from ingest.streams import consumer_config, ingest_filters, stream_for
@@ -72,11 +73,33 @@ def test_ingest_reports_itself_as_valid_samples() -> None:
     assert values[("ingest_consumer_ack_pending", (("stream", "UNITY_METRICS"),))] == 500
     assert values[("ingest_commit_seconds", (("quantile", "1.0"),))] == 0.5
     assert values[("ingest_redeliveries_total", ())] == 2
-    assert stats.commit_seconds == []  # a quantile covers one interval
+    assert not stats.commit_seconds  # a quantile covers one interval
     _, bad = split_batch(batch, batch.ts.timestamp() if isinstance(batch.ts, datetime) else 0.0)
     assert bad == []
     _, degraded = Reporter("host1", "w1").batch(Stats(), {}, 5, 12)
     assert degraded.status == "degraded" and "12 series" in degraded.message
+
+
+def test_commit_times_are_bounded_when_nobody_reports_them() -> None:
+    stats = Stats()
+    # A slow commit long ago, then more fast ones than are kept: the slow one is forgotten.
+    stats.commit_seconds.append(9.0)
+    for i in range(COMMITS_KEPT + 500):
+        stats.commit_seconds.append(0.001 * (i % 100 + 1))
+    assert len(stats.commit_seconds) == COMMITS_KEPT
+    kept = list(stats.commit_seconds)
+    batch, _ = Reporter("host1", "w0").batch(stats, {}, 0, 0)
+    quantiles = {
+        s.labels["quantile"]: s.value for s in batch.samples if s.name == "ingest_commit_seconds"
+    }
+    assert quantiles["1.0"] == max(kept) < 9.0
+    assert quantiles["0.5"] == pytest.approx(statistics.median(kept))
+    assert 0.098 <= quantiles["0.99"] <= max(kept)
+    assert not stats.commit_seconds
+    stats.commit_seconds.append(0.25)
+    batch, _ = Reporter("host1", "w0").batch(stats, {}, 0, 0)
+    single = [s.value for s in batch.samples if s.name == "ingest_commit_seconds"]
+    assert single == [0.25, 0.25, 0.25]
 
 
 def test_consumer_reads_ingest_subjects_only() -> None:
