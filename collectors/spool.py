@@ -109,11 +109,15 @@ class DiskSpool:
             for stale in self.folder.glob("*.tmp"):
                 stale.unlink(missing_ok=True)
             for name in names:
+                stem = name[: -len(_SUFFIX)]
+                if not stem.isdigit():
+                    log.warning("spool %s: %s is not a spool file; left alone", self.folder, name)
+                    continue
                 path = self.folder / name
-                entry = _Entry(int(name[: -len(_SUFFIX)]), path, path.stat().st_size)
+                entry = _Entry(int(stem), path, path.stat().st_size)
                 self._entries.append(entry)
                 self._bytes += entry.size
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise SpoolError(f"spool folder {self.folder} is not usable: {exc}") from exc
         if self._entries:
             self._next_seq = self._entries[-1].seq + 1

@@ -88,9 +88,11 @@ def test_a_torn_write_is_ignored_on_reopen(tmp_path: Path) -> None:
     spool.append([msg(1)])
     spool.close()
     (tmp_path / "00000000000000000002.tmp").write_bytes(b"half a mess")
+    (tmp_path / "notes.msg").write_text("not ours")  # a stray file does not stop the collector
     again = DiskSpool(tmp_path, max_bytes=10_000)
     again.open()
     assert len(again) == 1 and not list(tmp_path.glob("*.tmp"))
+    assert again.window(5) == [msg(1)]
     again.close()
 
 
