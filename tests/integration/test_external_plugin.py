@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
+from schemas import HealthReport
 from tests.api.conftest import running_api
 from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
@@ -143,3 +145,41 @@ async def test_standalone_external_plugin_reaches_postgres_and_the_api(
     assert items["dirstat_bytes"]["unit"] == "bytes"
     assert items["dirstat_files"]["labels"] == {"path": str(watched)}
     assert 0 <= items["dirstat_newest_age_seconds"]["value"] < 600
+
+
+async def test_plugin_run_by_entry_point_id_once_prints_the_report_and_stores_the_run(
+    site: Path, env: Env, tmp_path: Path
+) -> None:
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "c.bin").write_bytes(b"z" * 10)
+    config = tmp_path / "dirstat.toml"
+    config.write_text(f'paths = ["{watched}"]\n')
+    async with running_ingest(env):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "compose", "plugin", "run", "dirstat", "--once", "--config", str(config)),
+            env=plugin_env(site, env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, stderr.decode()
+        # --once prints the run's health report, one JSON line, and nothing else.
+        lines = stdout.decode().splitlines()
+        assert len(lines) == 1, stdout
+        report = msgspec.json.decode(lines[0], type=HealthReport)
+        assert (report.host, report.plugin, report.status, report.samples) == (
+            "extbox",
+            "dirstat",
+            "ok",
+            3,
+        )
+
+        async def run_stored() -> bool:
+            got = await latest_dirstat(env)
+            return got.get("runs", 0) >= 1 and "dirstat_bytes" in got
+
+        await wait_for(run_stored, within=60)
+    got = await latest_dirstat(env)
+    assert (got["dirstat_files"], got["dirstat_bytes"], got["runs"]) == (1.0, 10.0, 1.0)
