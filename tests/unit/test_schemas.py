@@ -4,9 +4,11 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
+from msgspec import inspect
 
 from schemas import (
     JSON,
@@ -15,6 +17,7 @@ from schemas import (
     MAX_NAME_LEN,
     MAX_PAYLOAD_BYTES,
     MAX_SAMPLES,
+    MESSAGE_TYPES,
     MSGPACK,
     REASONS,
     DecodeError,
@@ -34,6 +37,7 @@ from schemas import (
     validate,
 )
 from schemas import jsonschema as schema_files
+from tests.contract.messages import GOLDEN
 
 NOW = 1_795_435_200.0
 
@@ -88,6 +92,68 @@ def test_unknown_wire_fields_are_ignored_so_old_decoders_read_new_messages() -> 
     assert (old.host, old.samples[0].value) == ("h", 2.0)
     # And what this version writes, a v1-only reader still understands.
     assert msgspec.json.decode(encode(BATCH), type=MetricBatchV1).samples[1].value == 1234.5
+
+
+def with_unknown_fields(value: Any, info: inspect.Type) -> Any:
+    """``value`` (builtins) with a field no Struct knows added to every Struct-typed object."""
+    if isinstance(info, inspect.Metadata):
+        return with_unknown_fields(value, info.type)
+    if isinstance(info, inspect.UnionType):
+        structs = [t for t in info.types if isinstance(t, inspect.StructType)]
+        return with_unknown_fields(value, structs[0]) if structs and value is not None else value
+    if isinstance(info, inspect.StructType):
+        fields = {f.encode_name: f.type for f in info.fields}
+        out = {k: with_unknown_fields(v, fields[k]) for k, v in value.items()}
+        return {**out, "added_in_v9": {"nested": [1, "two"]}}
+    if isinstance(info, inspect.ListType):
+        return [with_unknown_fields(item, info.item_type) for item in value]
+    return value
+
+
+def test_golden_messages_cover_every_message_type() -> None:
+    assert {type(m) for m in GOLDEN.values()} == set(MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("content_type", [JSON, MSGPACK])
+def test_every_message_type_reads_a_newer_message_with_unknown_fields(
+    name: str, content_type: str
+) -> None:
+    golden = GOLDEN[name]
+    newer = with_unknown_fields(msgspec.to_builtins(golden), inspect.type_info(type(golden)))
+    assert "added_in_v9" in newer
+    raw = msgspec.json.encode(newer) if content_type == JSON else msgspec.msgpack.encode(newer)
+    assert decode(raw, type(golden), content_type) == golden
+
+
+def struct_types(info: inspect.Type, seen: dict[type[Any], inspect.StructType]) -> None:
+    if isinstance(info, inspect.StructType):
+        if info.cls in seen:
+            return
+        seen[info.cls] = info
+        children: list[inspect.Type] = [f.type for f in info.fields]
+    elif isinstance(info, inspect.Metadata):
+        children = [info.type]
+    elif isinstance(info, inspect.UnionType):
+        children = list(info.types)
+    elif isinstance(info, inspect.ListType | inspect.DictType):
+        children = [info.item_type] if isinstance(info, inspect.ListType) else [info.value_type]
+    else:
+        children = []
+    for child in children:
+        struct_types(child, seen)
+
+
+def test_no_wire_struct_forbids_unknown_fields() -> None:
+    seen: dict[type[Any], inspect.StructType] = {}
+    for type_ in MESSAGE_TYPES:
+        struct_types(inspect.type_info(type_), seen)
+    assert {t.__name__ for t in seen} >= {
+        "Sample",
+        "MetricInfo",
+        *(t.__name__ for t in MESSAGE_TYPES),
+    }
+    assert [t.__name__ for t, info in seen.items() if info.forbid_unknown_fields] == []
 
 
 def test_new_fields_have_defaults_so_new_decoders_read_old_messages() -> None:
