@@ -9,8 +9,10 @@ even with self-metrics off.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +24,8 @@ from nats.js import JetStreamContext
 
 from collectors.config import AgentConfig, CollectorConfig
 from collectors.runner import Collector
-from collectors.spool import DiskSpool, Message
+from collectors.sender import Sender
+from collectors.spool import DiskSpool, Message, Outbox
 from compose.connect import connect_nats
 from compose.embedded import NatsServer, free_port
 from compose.settings import Endpoints
@@ -203,4 +206,49 @@ async def test_a_spool_folder_removed_in_an_outage_is_made_again_and_the_loss_co
         assert [h.message for h in health] == [
             "dropped 6 message(s) since the last report (spool file missing: 6), 6 in all"
         ]
+        await nc.close()
+
+
+class Flaky(Outbox):
+    """An outbox whose first reads fail in a way nobody planned for."""
+
+    def __init__(self) -> None:
+        super().__init__(max_messages=100)
+        self.failures = 2
+
+    async def window(self, limit: int) -> list[Message]:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("unplanned")
+        return await super().window(limit)
+
+
+async def test_the_sender_outlives_an_unexpected_error_and_goes_on(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="collectors.sender")
+    nc = await connect_nats(env.ep, "test")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, env.settings)
+        host = f"flaky-{uuid.uuid4().hex[:8]}"
+        subject = env.settings.subjects.health(host, "flaky")
+        outbox = Flaky()
+        sender = Sender(outbox, lambda: js, lambda: nc.is_connected, ack_timeout=5)
+        sender.start()
+        report = HealthReport(host=host, plugin="flaky", status="ok")
+        sender.put(Message(subject, encode(report, JSON), f"{host}:flaky::1:health", JSON))
+
+        async def sent() -> bool:
+            return sender.stats.published == 1
+
+        await wait_for(sent)
+        await sender.stop(time.monotonic() + 5)
+        assert outbox.failures == 0
+        # Logged once for the kind, not once per failed round.
+        failed = [r for r in caplog.records if "sender round failed" in r.getMessage()]
+        assert len(failed) == 1 and "RuntimeError: unplanned" in failed[0].getMessage()
+        assert any("sender recovered" in r.getMessage() for r in caplog.records)
+        assert await read_all(js, subject) == [encode(report, JSON)]
+    finally:
         await nc.close()
