@@ -76,15 +76,43 @@ def ingest_filters(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+def intersect(a: str, b: str) -> str | None:
+    """The subjects matched by both filters, as one filter; None when they share none.
+
+    Token by token the narrower wins (a literal over ``*``, anything over ``>``); where one
+    ends in ``>`` the rest of the other follows, since ``>`` stands for one token or more.
+    """
+    left, right = a.split("."), b.split(".")
+    out: list[str] = []
+    for i, (x, y) in enumerate(zip(left, right, strict=False)):
+        if x == ">":
+            return ".".join(out + right[i:])
+        if y == ">":
+            return ".".join(out + left[i:])
+        if x != y and "*" not in (x, y):
+            return None
+        out.append(y if x == "*" else x)
+    return ".".join(out) if len(left) == len(right) else None
+
+
+def replay_filters(settings: Settings, subject_filter: str | None) -> dict[str, list[str]]:
+    """Per ingest stream, the part of ``subject_filter`` that ingest reads (streams with none
+    are left out): a broad ``unity.>`` must not read alerts, which are not ingest's."""
+    streams: dict[str, list[str]] = {}
+    for stream, filters in ingest_filters(settings).items():
+        if subject_filter is None:
+            streams[stream] = filters
+            continue
+        narrowed = [both for f in filters if (both := intersect(f, subject_filter))]
+        if narrowed:
+            # The ingest filters do not overlap, nor do their parts: JetStream would refuse that.
+            streams[stream] = list(dict.fromkeys(narrowed))
+    return streams
+
+
 def stream_for(settings: Settings, subject_filter: str) -> list[str]:
     """The ingest streams whose subjects a filter like ``unity.metrics.h1.>`` can match."""
-    parts = subject_filter.split(".")
-    kind = parts[1] if len(parts) > 1 else ">"
-    return [
-        stream
-        for stream, filters in ingest_filters(settings).items()
-        if kind in (">", "*") or any(f.split(".")[1] == kind for f in filters)
-    ]
+    return list(replay_filters(settings, subject_filter))
 
 
 def consumer_config(settings: Settings, filter_subjects: list[str]) -> ConsumerConfig:
@@ -112,7 +140,7 @@ def replay_config(
     since: datetime, subject_filter: str | None, settings: Settings, stream: str
 ) -> ConsumerConfig:
     """A temporary consumer that starts at ``since``; the server removes it when idle."""
-    filters = [subject_filter] if subject_filter else ingest_filters(settings)[stream]
+    filters = replay_filters(settings, subject_filter)[stream]
     return ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_TIME,
         opt_start_time=since,

@@ -17,7 +17,14 @@ from ingest.decoder import Decoder, Work
 from ingest.pipeline import COMMITS_KEPT, Stats
 from ingest.replay import Progress, Replay, ReplayError
 from ingest.report import PLUGIN, Reporter
-from ingest.streams import consumer_config, ingest_filters, stream_for
+from ingest.streams import (
+    consumer_config,
+    ingest_filters,
+    intersect,
+    replay_config,
+    replay_filters,
+    stream_for,
+)
 from ingest.workers import settings_env
 from schemas import MetricBatch, Sample, encode, split_batch
 
@@ -116,6 +123,43 @@ def test_consumer_reads_ingest_subjects_only() -> None:
     assert stream_for(settings, "r.health.*.ups") == ["R_EVENTS"]
     assert stream_for(settings, "r.>") == ["R_METRICS", "R_EVENTS"]
     assert stream_for(settings, "r.alerts.>") == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "both"),
+    [
+        ("r.metrics.>", "r.>", "r.metrics.>"),
+        ("r.metrics.>", "r.metrics.nas.>", "r.metrics.nas.>"),
+        ("r.metrics.>", "r.*.nas.ups", "r.metrics.nas.ups"),
+        ("r.*.c", "r.b.*", "r.b.c"),
+        ("*.>", ">", "*.>"),
+        ("r.metrics.>", "r.metrics", None),  # ">" stands for at least one token
+        ("r.metrics.>", "r.lp.>", None),
+        ("r.*", "r.b.c", None),
+    ],
+)
+def test_two_filters_intersect_token_by_token(a: str, b: str, both: str | None) -> None:
+    assert intersect(a, b) == both
+    assert intersect(b, a) == both
+
+
+def test_replay_reads_only_what_ingest_reads_of_a_filter() -> None:
+    settings = load_settings(env={}, subject_root="r")
+    everything = ingest_filters(settings)
+    # Alerts share the events stream but are not ingest's: a broad filter must not read them.
+    assert replay_filters(settings, "r.>") == replay_filters(settings, None) == everything
+    assert replay_filters(settings, "r.*.nas.>") == {
+        "R_METRICS": ["r.metrics.nas.>", "r.lp.nas.>"],
+        "R_EVENTS": ["r.events.nas.>", "r.health.nas.>"],
+    }
+    assert replay_filters(settings, "r.metrics.nas.ups") == {"R_METRICS": ["r.metrics.nas.ups"]}
+    assert replay_filters(settings, "r.alerts.>") == {}
+    since = datetime(2026, 11, 23, tzinfo=UTC)
+    config = replay_config(since, "r.>", settings, "R_EVENTS")
+    assert config.filter_subjects == ["r.events.>", "r.health.>"]
+    assert (
+        replay_config(since, None, settings, "R_METRICS").filter_subjects == everything["R_METRICS"]
+    )
 
 
 @pytest.mark.parametrize(
