@@ -19,7 +19,17 @@ from typing import Any, Final
 import msgspec
 
 from schemas.codec import MESSAGE_TYPES
-from schemas.validate import MAX_LABEL_VALUE_LEN, MAX_LABELS, MAX_NAME_LEN, MAX_SAMPLES, NAME_RE
+from schemas.validate import (
+    MAX_HOST_LEN,
+    MAX_INSTANCE_LEN,
+    MAX_LABEL_VALUE_LEN,
+    MAX_LABELS,
+    MAX_NAME_LEN,
+    MAX_PLUGIN_LEN,
+    MAX_SAMPLES,
+    MAX_UNIT_LEN,
+    NAME_RE,
+)
 
 __all__ = ["SCHEMA_DIR", "drift", "file_name", "generate", "main", "render", "schema_of", "write"]
 
@@ -62,12 +72,15 @@ def _add_limits(defs: dict[str, Any]) -> None:
     """Write the limits of ``schemas.validate`` into the schema, for producers to check early.
 
     The decoder does not enforce them through the types, so that each broken limit gets its
-    own reason code instead of a generic ``invalid``.
+    own reason code instead of a generic ``invalid``. Host, plugin and instance lengths count
+    after sanitising (surrounding blanks are stripped), which a schema cannot say: it limits
+    the raw string, never looser than the decoder.
     """
     name = {"pattern": f"^{NAME_RE.pattern}$", "maxLength": MAX_NAME_LEN}
     if "Sample" in defs:
         props = defs["Sample"]["properties"]
         props["name"].update(name)
+        props["unit"]["maxLength"] = MAX_UNIT_LEN
         props["labels"].update(
             maxProperties=MAX_LABELS,
             propertyNames=name,
@@ -77,6 +90,12 @@ def _add_limits(defs: dict[str, Any]) -> None:
         defs["MetricBatch"]["properties"]["samples"]["maxItems"] = MAX_SAMPLES
     if "Event" in defs:
         defs["Event"]["properties"]["kind"].update(name)
+    for message in ("MetricBatch", "HealthReport", "Event"):
+        if message in defs:
+            props = defs[message]["properties"]
+            props["host"]["maxLength"] = MAX_HOST_LEN
+            props["plugin"]["maxLength"] = MAX_PLUGIN_LEN
+            props["instance"]["maxLength"] = MAX_INSTANCE_LEN
 
 
 def render(type_: type[Any]) -> str:

@@ -18,17 +18,22 @@ from schemas.wire import Event, HealthReport, MetricBatch, Sample
 
 __all__ = [
     "MAX_FUTURE_S",
+    "MAX_HOST_LEN",
+    "MAX_INSTANCE_LEN",
     "MAX_LABELS",
     "MAX_LABEL_VALUE_LEN",
     "MAX_NAME_LEN",
     "MAX_PAYLOAD_BYTES",
+    "MAX_PLUGIN_LEN",
     "MAX_SAMPLES",
+    "MAX_UNIT_LEN",
     "NAME_RE",
     "REASONS",
     "Rejection",
     "check_message",
     "check_name",
     "check_sample",
+    "check_source",
     "check_ts",
     "epoch",
     "split_batch",
@@ -48,6 +53,14 @@ MAX_LABEL_VALUE_LEN: Final = 256
 """Characters in one label value."""
 MAX_FUTURE_S: Final = 300.0
 """How far past the receiver's clock a timestamp may be (clock skew allowance)."""
+MAX_HOST_LEN: Final = 253
+"""Characters in a host, after sanitising into a subject token: the longest DNS name."""
+MAX_PLUGIN_LEN: Final = 64
+"""Characters in a plugin id, after sanitising into a subject token."""
+MAX_INSTANCE_LEN: Final = 128
+"""Characters in an instance name, after sanitising into a subject token (its KV key)."""
+MAX_UNIT_LEN: Final = 64
+"""Characters in a sample's unit."""
 
 NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 TOKEN_RE: Final = re.compile(r"[^A-Za-z0-9_-]")
@@ -73,6 +86,10 @@ REASONS: Final = {
     "ts_in_future": f"a timestamp is more than {MAX_FUTURE_S:.0f} s ahead of the receiver",
     "ts_before_epoch": "a timestamp is before 1970-01-01",
     "bad_samples": "a batch has rejected samples of more than one reason",
+    "host_too_long": f"a host is over {MAX_HOST_LEN} characters once sanitised",
+    "plugin_too_long": f"a plugin id is over {MAX_PLUGIN_LEN} characters once sanitised",
+    "instance_too_long": f"an instance is over {MAX_INSTANCE_LEN} characters once sanitised",
+    "unit_too_long": f"a unit is over {MAX_UNIT_LEN} characters",
 }
 """Every reason code a message or sample can be rejected with, and what it means."""
 
@@ -111,6 +128,22 @@ def check_name(name: str, what: str = "name") -> tuple[str, str] | None:
     return None
 
 
+def check_source(host: str, plugin: str, instance: str) -> tuple[str, str] | None:
+    """Return ``(reason, message)`` when a host, plugin or instance is too long, else None.
+
+    Lengths count after :func:`token`: any alphabet and case is fine, it is sanitised.
+    """
+    for what, value, limit in (
+        ("host", host, MAX_HOST_LEN),
+        ("plugin", plugin, MAX_PLUGIN_LEN),
+        ("instance", instance, MAX_INSTANCE_LEN),
+    ):
+        length = len(token(value))
+        if length > limit:
+            return f"{what}_too_long", f"{what} is {length} characters, the limit is {limit}"
+    return None
+
+
 def check_ts(ts: datetime | float, now: float | None = None) -> tuple[str, str] | None:
     """Return ``(reason, message)`` when ``ts`` is before 1970 or too far ahead, else None."""
     value = epoch(ts)
@@ -133,6 +166,11 @@ def check_sample(
         return problem
     if not math.isfinite(sample.value):
         return "non_finite", f"value {sample.value} is not finite"
+    if len(sample.unit) > MAX_UNIT_LEN:
+        return (
+            "unit_too_long",
+            f"unit is {len(sample.unit)} characters, the limit is {MAX_UNIT_LEN}",
+        )
     if len(sample.labels) > MAX_LABELS:
         return "too_many_labels", f"{len(sample.labels)} labels, the limit is {MAX_LABELS}"
     for key, value in sample.labels.items():
@@ -151,12 +189,16 @@ def split_batch(
 ) -> tuple[list[tuple[Sample, float]], list[Rejection]]:
     """Split a batch into accepted ``(sample, epoch_ts)`` pairs and rejections.
 
-    A problem with the batch itself (too many samples, a bad batch timestamp) rejects it whole
-    with index -1; otherwise each bad sample is rejected on its own and the rest are kept.
+    A problem with the batch itself (too many samples, a host, plugin or instance too long, a
+    bad batch timestamp) rejects it whole with index -1; otherwise each bad sample is rejected
+    on its own and the rest are kept.
     """
     if len(batch.samples) > MAX_SAMPLES:
         reason = f"batch has {len(batch.samples)} samples, the limit is {MAX_SAMPLES}"
         return [], [Rejection(-1, "too_many_samples", reason)]
+    problem = check_source(batch.host, batch.plugin, batch.instance)
+    if problem is not None:
+        return [], [Rejection(-1, problem[0], f"batch: {problem[1]}")]
     if now is None:
         now = time.time()
     if batch.ts is not None:
@@ -180,7 +222,13 @@ def split_batch(
             value = ts.timestamp() if isinstance(ts, datetime) else float(ts)
             ts_ok = value >= 0 and value - now <= MAX_FUTURE_S
         labels = sample.labels
-        if ts_ok and sample.name in known and isfinite(sample.value) and len(labels) <= MAX_LABELS:
+        if (
+            ts_ok
+            and sample.name in known
+            and isfinite(sample.value)
+            and len(sample.unit) <= MAX_UNIT_LEN
+            and len(labels) <= MAX_LABELS
+        ):
             for key, label in labels.items():
                 if key not in known or len(label) > MAX_LABEL_VALUE_LEN:
                     break
@@ -198,6 +246,9 @@ def split_batch(
 
 def check_message(msg: HealthReport | Event, now: float | None = None) -> tuple[str, str] | None:
     """Return ``(reason, message)`` when a health report or event breaks a limit, else None."""
+    problem = check_source(msg.host, msg.plugin, msg.instance)
+    if problem is not None:
+        return problem
     if isinstance(msg, Event):
         problem = check_name(msg.kind, "event kind")
         if problem is not None:

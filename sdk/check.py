@@ -14,6 +14,7 @@ from schemas import (
     JSON,
     MAX_PAYLOAD_BYTES,
     MAX_SAMPLES,
+    MAX_UNIT_LEN,
     MSGPACK,
     Kind,
     PluginInfo,
@@ -73,6 +74,8 @@ def check_metadata(cls: type[Plugin]) -> list[Finding]:
         if metric.name in seen:
             error(what, "declared twice")
         seen.add(metric.name)
+        if len(metric.unit) > MAX_UNIT_LEN:
+            error(what, f"unit is {len(metric.unit)} characters, the limit is {MAX_UNIT_LEN}")
         if metric.kind not in get_args(Kind):
             error(what, f"kind {metric.kind!r} is not gauge or counter")
         if not metric.description:

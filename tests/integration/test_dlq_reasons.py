@@ -12,10 +12,14 @@ from nats.aio.msg import Msg
 from compose.connect import connect_nats
 from ingest.streams import ensure_consumers, ensure_streams
 from schemas import (
+    MAX_HOST_LEN,
+    MAX_INSTANCE_LEN,
     MAX_LABELS,
     MAX_NAME_LEN,
     MAX_PAYLOAD_BYTES,
+    MAX_PLUGIN_LEN,
     MAX_SAMPLES,
+    MAX_UNIT_LEN,
     MSGPACK,
     REASONS,
     MetricBatch,
@@ -105,7 +109,23 @@ def cases() -> list[tuple[str, str, bytes, dict[str, str], int]]:
             {},
             1,
         ),
+        ("metrics", "host_too_long", batch_with(host="h" * (MAX_HOST_LEN + 1)), {}, 0),
+        ("metrics", "plugin_too_long", batch_with(plugin="p" * (MAX_PLUGIN_LEN + 1)), {}, 0),
+        (
+            "metrics",
+            "unit_too_long",
+            batch_with({"name": "m", "value": 1, "unit": "u" * (MAX_UNIT_LEN + 1)}),
+            {},
+            1,
+        ),
         ("events", "bad_name", b'{"host":"h","plugin":"p","kind":"no spaces please"}', {}, 0),
+        (
+            "events",
+            "host_too_long",
+            msgspec.json.encode({"host": "h" * (MAX_HOST_LEN + 1), "plugin": "p", "kind": "k"}),
+            {},
+            0,
+        ),
         ("events", "invalid", b'{"host":"h","plugin":"p","kind":"k","severity":"loud"}', {}, 0),
         (
             "health",
@@ -115,6 +135,20 @@ def cases() -> list[tuple[str, str, bytes, dict[str, str], int]]:
             0,
         ),
         ("health", "invalid", b'{"host":"h","plugin":"p","status":"fine"}', {}, 0),
+        (
+            "health",
+            "instance_too_long",
+            msgspec.json.encode(
+                {
+                    "host": "h",
+                    "plugin": "p",
+                    "status": "ok",
+                    "instance": "i" * (MAX_INSTANCE_LEN + 1),
+                }
+            ),
+            {},
+            0,
+        ),
     ]
 
 

@@ -12,11 +12,15 @@ from msgspec import inspect
 
 from schemas import (
     JSON,
+    MAX_HOST_LEN,
+    MAX_INSTANCE_LEN,
     MAX_LABEL_VALUE_LEN,
     MAX_LABELS,
     MAX_NAME_LEN,
     MAX_PAYLOAD_BYTES,
+    MAX_PLUGIN_LEN,
     MAX_SAMPLES,
+    MAX_UNIT_LEN,
     MESSAGE_TYPES,
     MSGPACK,
     REASONS,
@@ -217,6 +221,8 @@ CASES = [
     (Sample("skew", 1.0, ts=NOW + 60), None),
     (Sample("ancient", 1.0, ts=-1.0), "ts_before_epoch"),
     (Sample("ancient", 1.0, ts=datetime(1969, 12, 31, tzinfo=UTC)), "ts_before_epoch"),
+    (Sample("unit", 1.0, unit="u" * (MAX_UNIT_LEN + 1)), "unit_too_long"),
+    (Sample("unit", 1.0, unit="u" * MAX_UNIT_LEN), None),
 ]
 
 
@@ -240,6 +246,44 @@ def test_non_finite_health_duration_is_rejected_when_decoded() -> None:
     with pytest.raises(DecodeError) as err:
         decode(raw, HealthReport, MSGPACK)
     assert err.value.reason == "non_finite"
+
+
+SOURCES = [
+    (("h" * MAX_HOST_LEN, "p", ""), None),
+    (("h" * (MAX_HOST_LEN + 1), "p", ""), "host_too_long"),
+    (("p", "p" * MAX_PLUGIN_LEN, ""), None),
+    (("p", "p" * (MAX_PLUGIN_LEN + 1), ""), "plugin_too_long"),
+    (("h", "p", "i" * MAX_INSTANCE_LEN), None),
+    (("h", "p", "i" * (MAX_INSTANCE_LEN + 1)), "instance_too_long"),
+    # Counted once sanitised: any alphabet or case is fine, surrounding blanks are stripped.
+    (("My.Host " * 31 + "ab", "Plug.In" * 9, "Rack 2/" * 18), None),
+    (("  " + "h" * MAX_HOST_LEN + "  ", " " + "P" * MAX_PLUGIN_LEN, "é" * MAX_INSTANCE_LEN), None),
+]
+
+
+@pytest.mark.parametrize(("source", "reason"), SOURCES)
+def test_host_plugin_and_instance_lengths_count_once_sanitised(
+    source: tuple[str, str, str], reason: str | None
+) -> None:
+    host, plugin, instance = source
+    good, bad = split_batch(
+        MetricBatch(host, plugin, [Sample("x", 1.0)], instance=instance), NOW, now=NOW
+    )
+    assert [(b.index, b.reason) for b in bad] == ([] if reason is None else [(-1, reason)])
+    assert len(good) == (1 if reason is None else 0)
+    messages: list[tuple[HealthReport | Event, Any]] = [
+        (HealthReport(host, plugin, "ok", instance=instance), HealthReport),
+        (Event(host, plugin, "k", instance=instance), Event),
+    ]
+    for msg, type_ in messages:
+        if reason is None:
+            assert decode(encode(msg), type_, now=NOW) == msg
+        else:
+            with pytest.raises(DecodeError) as err:
+                decode(encode(msg), type_, now=NOW)
+            assert err.value.reason == reason and reason.split("_")[0] in str(err.value)
+    if reason is not None:
+        assert reason in REASONS
 
 
 def test_too_many_samples_rejects_the_whole_batch() -> None:
@@ -350,8 +394,15 @@ def test_split_batch_agrees_with_check_sample_once_names_are_known() -> None:
         datetime.fromtimestamp(NOW - 60, UTC),
         datetime(1969, 12, 31, tzinfo=UTC),
     ]
+    units = ["", "bytes", "u" * (MAX_UNIT_LEN + 1)]
     samples = [
-        Sample(rng.choice(names), rng.choice(values), rng.choice(label_sets), ts=rng.choice(stamps))
+        Sample(
+            rng.choice(names),
+            rng.choice(values),
+            rng.choice(label_sets),
+            rng.choice(units),
+            ts=rng.choice(stamps),
+        )
         for _ in range(400)
     ]
     batch = MetricBatch("h", "p", samples)
@@ -368,7 +419,7 @@ def test_split_batch_agrees_with_check_sample_once_names_are_known() -> None:
             for sample, at in good:
                 expected = default_ts if sample.ts is None else validate.epoch(sample.ts)
                 assert at == expected
-    assert len({b.reason for b in split_batch(batch, NOW, now=NOW)[1]}) >= 6
+    assert len({b.reason for b in split_batch(batch, NOW, now=NOW)[1]}) >= 7
 
 
 def test_known_good_names_are_remembered_within_a_bound() -> None:

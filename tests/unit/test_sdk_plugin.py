@@ -146,7 +146,12 @@ def test_check_names_every_metadata_problem() -> None:
     class Sloppy(Plugin):
         id = "Bad Id"
         version = "one"
-        metrics = (Metric("ok_metric", "s"), Metric("ok_metric", "s"), Metric("9bad", "s"))
+        metrics = (
+            Metric("ok_metric", "s"),
+            Metric("ok_metric", "s"),
+            Metric("9bad", "s"),
+            Metric("wordy", "seconds since the epoch, measured by a clock on the wall" * 2),
+        )
 
         def collect(self, sink: Sink) -> None:
             sink.add("ok_metric", 1)
@@ -157,6 +162,7 @@ def test_check_names_every_metadata_problem() -> None:
     assert ("name", "is") in errors and ("description", "is") in errors
     assert ("metric 'ok_metric'", "declared") in errors
     assert any(what == "metric '9bad'" for what, _ in errors)
+    assert ("metric 'wordy'", "unit") in errors
 
 
 def test_check_runs_collect_and_applies_the_wire_limits() -> None:
