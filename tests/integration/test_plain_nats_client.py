@@ -20,6 +20,7 @@ import asyncpg
 import nats
 import psutil
 
+from ingest.streams import DURABLE
 from tests.api.conftest import running_api
 from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
@@ -81,6 +82,20 @@ async def stored(env: Env, host: str, plugin: str) -> dict[str, tuple[float, str
     return {r["name"]: (r["value"], r["unit"], r["kind"], r["labels"]) for r in rows}
 
 
+async def samples_per_series(env: Env, host: str, plugin: str) -> dict[str, int]:
+    conn = await asyncpg.connect(env.ep.database_url, password=env.ep.database_password)
+    try:
+        rows = await conn.fetch(
+            "SELECT s.name, count(v.*) AS n FROM series s JOIN samples v ON v.series_id = s.id"
+            " WHERE s.host = $1 AND s.plugin = $2 GROUP BY s.name",
+            host,
+            plugin,
+        )
+    finally:
+        await conn.close()
+    return {r["name"]: r["n"] for r in rows}
+
+
 async def test_readme_json_published_with_a_plain_client_reaches_db_and_api(env: Env) -> None:
     example = readme_example()
     subject = f"{env.root}.metrics.{example['host']}.{example['plugin']}"
@@ -102,8 +117,33 @@ async def test_readme_json_published_with_a_plain_client_reaches_db_and_api(env:
             return len(await stored(env, "nas", "shell-temp")) == 3
 
         await wait_for(arrived, within=30)
+        # Before counting, ingest must have settled everything the stream holds: a retry that
+        # got past the duplicate window would be stored by now.
+        nc = await nats.connect(
+            env.ep.nats_url, user=env.ep.nats_user, password=env.ep.nats_password
+        )
+        try:
+            js = nc.jetstream()
+            metrics_stream = env.settings.subjects.metrics_stream
+
+            async def settled() -> bool:
+                info = await js.consumer_info(metrics_stream, DURABLE)
+                return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+            await wait_for(settled, within=30)
+            in_stream = (await js.stream_info(metrics_stream)).state.messages
+        finally:
+            await nc.close()
         async with running_api(env) as api:
             resp = await api.get("/latest", params={"host": "nas"})
+    # The retry with the same Nats-Msg-Id was dropped by JetStream: one message, one sample
+    # per series.
+    assert in_stream == 1
+    assert await samples_per_series(env, "nas", "shell-temp") == {
+        "room_temperature_celsius": 1,
+        "room_humidity_percent": 1,
+        "fan_rotations": 1,
+    }
     rows = await stored(env, "nas", "shell-temp")
     assert rows["room_temperature_celsius"][:3] == (21.5, "celsius", "gauge")
     assert json.loads(rows["room_temperature_celsius"][3]) == {"room": "office"}
