@@ -70,6 +70,12 @@ class Pending:
             headers["Content-Type"] = MSGPACK
         return headers
 
+    @property
+    def wire_size(self) -> int:
+        """Payload and headers as the server counts them against its ``max_payload``."""
+        header_lines = sum(len(f"{k}: {v}\r\n".encode()) for k, v in self.headers.items())
+        return len(self.payload) + len(b"NATS/1.0\r\n\r\n") + header_lines
+
 
 def msg_id(host: str, plugin: str, instance: str, seq: int) -> str:
     """The ``Nats-Msg-Id`` of a batch: ``host:plugin:instance:seq``."""
@@ -88,10 +94,10 @@ class Publisher:
     are dropped and counted in ``dropped``. After a failure, attempts back off exponentially from
     ``backoff_min`` to ``backoff_max`` seconds; ``flush()`` and ``on_reconnect()`` try at once.
 
-    A message NATS can never take is not retried: one over ``MAX_PAYLOAD_BYTES`` is refused
-    before it is queued, one the server refuses for good (see :func:`permanent`) leaves the
-    buffer. Both are counted in ``dropped`` and ``refused`` and logged once, with the reason in
-    ``last_refusal``.
+    A message NATS can never take is not retried: one over ``MAX_PAYLOAD_BYTES`` or
+    ``max_payload`` is refused before it is queued, one the server refuses for good (see
+    :func:`permanent`) leaves the buffer. Both are counted in ``dropped`` and ``refused`` and
+    logged once, with the reason in ``last_refusal``.
 
     Args:
         js: The JetStream context.
@@ -103,6 +109,10 @@ class Publisher:
         backoff_min: First wait after a failure, in seconds.
         backoff_max: Longest wait between attempts, in seconds.
         clock: Monotonic clock, replaceable in tests.
+        max_payload: The server's limit, headers included (the client's ``max_payload``).
+            Without it a message over a server limit below ``MAX_PAYLOAD_BYTES`` is only
+            refused when nats-py raises ``MaxPayloadError``, which leaves one of its pending
+            publish slots taken for good.
     """
 
     def __init__(
@@ -117,6 +127,7 @@ class Publisher:
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        max_payload: int | None = None,
     ) -> None:
         if content_type not in (JSON, MSGPACK):
             raise ValueError(f"unsupported content type {content_type!r}")
@@ -124,6 +135,8 @@ class Publisher:
             raise ValueError("max_buffered and max_in_flight must be at least 1")
         if not 0 < backoff_min <= backoff_max:
             raise ValueError("backoff_min must be positive and at most backoff_max")
+        if max_payload is not None and max_payload < 1:
+            raise ValueError("max_payload must be at least 1")
         self._js = js
         self._subjects = subjects
         self._content_type = content_type
@@ -132,6 +145,7 @@ class Publisher:
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
         self._clock = clock
+        self._max_payload = max_payload
         self._buffer: collections.deque[Pending] = collections.deque(maxlen=max_buffered)
         self._lock = asyncio.Lock()
         self._backoff = 0.0
@@ -206,6 +220,10 @@ class Publisher:
             item = Pending(subject, payload, mid, self._content_type, on_ack)
             if len(payload) > MAX_PAYLOAD_BYTES:
                 self._refuse(item, f"{len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
+                return False
+            if self._max_payload is not None and item.wire_size > self._max_payload:
+                why = f"{item.wire_size} bytes with headers, the server takes {self._max_payload}"
+                self._refuse(item, why)
                 return False
             if len(self._buffer) == self._buffer.maxlen:
                 self.dropped += 1

@@ -111,7 +111,12 @@ class Standalone:
             f"unity-plugin-{self.plugin.id}@{self.connection.host}", self._reconnected
         )
         js = self._nc.jetstream()
-        self._publisher = Publisher(js, self.connection.subjects, max_buffered=self._max_buffered)
+        self._publisher = Publisher(
+            js,
+            self.connection.subjects,
+            max_buffered=self._max_buffered,
+            max_payload=self._nc.max_payload,
+        )
         await asyncio.to_thread(self.plugin.setup)
         if self.watch_config:
             self._watch_task = asyncio.create_task(self._watch())

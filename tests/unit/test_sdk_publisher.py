@@ -37,15 +37,14 @@ from sdk.publisher import permanent
 from tests.conftest import Env
 
 
-def batch(seq: int, host: str = "h1", samples: int = 1) -> MetricBatch:
-    return MetricBatch(
-        host=host,
-        plugin="ups",
-        seq=seq,
-        samples=[Sample(f"x{i}", float(seq), {"pad": "p" * 200}) for i in range(samples)]
-        if samples > 1
-        else [Sample("x", float(seq))],
-    )
+def batch(seq: int, host: str = "h1") -> MetricBatch:
+    return MetricBatch(host=host, plugin="ups", seq=seq, samples=[Sample("x", float(seq))])
+
+
+def padded(seq: int, samples: int) -> MetricBatch:
+    """A batch of about ``samples`` x 230 bytes."""
+    pad = {"pad": "p" * 200}
+    return MetricBatch("h1", "ups", [Sample(f"x{i}", 1.0, pad) for i in range(samples)], seq=seq)
 
 
 def oversized(seq: int) -> MetricBatch:
@@ -218,11 +217,11 @@ async def test_a_message_the_stream_refuses_for_good_is_dropped_not_retried(
         pub = Publisher(js, subjects, ack_timeout=1.0, clock=clock)
         # Queued while there is no stream (a transient failure), so that all three go out in
         # one pipelined window once there is one: the refused one sits between two good ones.
-        for item in (batch(1), batch(2, samples=20), batch(3)):
+        for item in (batch(1), padded(2, 20), batch(3)):
             assert not await pub.publish_batch(item)
         assert pub.failures == 1 and "NoStreamResponse" in pub.last_error
         stream = await add_stream(js, subjects, max_msg_size=2000)
-        assert len(encode(batch(2, samples=20))) > 2000
+        assert len(encode(padded(2, 20))) > 2000
         assert await pub.flush()
         assert (pub.buffered, pub.published, pub.dropped, pub.refused) == (0, 2, 1, 1)
         assert "message size exceeds maximum" in pub.last_refusal
@@ -267,19 +266,31 @@ async def test_a_message_over_the_servers_max_payload_is_dropped(
     try:
         js = nc.jetstream()
         stream = await add_stream(js, subjects)
-        pub = Publisher(js, subjects)
-        big = batch(2, samples=30)
+        big = padded(2, 30)
         assert SmallPayloadNats.max_payload < len(encode(big)) < MAX_PAYLOAD_BYTES
-        assert await pub.publish_batch(batch(1))
-        assert not await pub.publish_batch(big)
-        assert (pub.buffered, pub.dropped, pub.refused, pub.failures) == (0, 1, 1, 0)
-        assert "MaxPayloadError" in pub.last_refusal
-        assert await pub.publish_batch(batch(3))
+        # Told the server's limit, the publisher refuses before sending, headers counted.
+        told = Publisher(js, subjects, max_payload=nc.max_payload)
+        assert await told.publish_batch(batch(1))
+        assert not await told.publish_batch(big)
+        near = MetricBatch("h1", "ups", [Sample("x", 1.0, {"pad": ""})], seq=3)
+        room = SmallPayloadNats.max_payload - len(encode(near))
+        near = MetricBatch("h1", "ups", [Sample("x", 1.0, {"pad": "p" * room})], seq=3)
+        assert len(encode(near)) == nc.max_payload  # fits, but not with its headers
+        assert not await told.publish_batch(near)
+        assert (told.buffered, told.dropped, told.refused, told.failures) == (0, 2, 2, 0)
+        assert "the server takes 4096" in told.last_refusal
+        assert js.publish_async_pending() == 0
+        # Not told, it learns from nats' MaxPayloadError, and the head is not blocked either.
+        untold = Publisher(js, subjects)
+        assert not await untold.publish_batch(padded(4, 30))
+        assert (untold.buffered, untold.dropped, untold.refused, untold.failures) == (0, 1, 1, 0)
+        assert "MaxPayloadError" in untold.last_refusal
+        assert await untold.publish_batch(batch(5))
         ids = [m[1] for m in await stored(js, stream)]
     finally:
         await nc.close()
-    assert ids == ["h1:ups::1", "h1:ups::3"]
-    assert len(refusals(caplog, "h1:ups::2")) == 1
+    assert ids == ["h1:ups::1", "h1:ups::5"]
+    assert [len(refusals(caplog, f"h1:ups::{seq}")) for seq in (2, 3, 4)] == [1, 1, 1]
 
 
 def test_only_errors_about_the_message_itself_are_permanent() -> None:
@@ -310,6 +321,8 @@ def test_constructor_validates_without_io() -> None:
         Publisher(None, subjects, max_in_flight=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="backoff_min"):
         Publisher(None, subjects, backoff_min=5, backoff_max=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_payload"):
+        Publisher(None, subjects, max_payload=0)  # type: ignore[arg-type]
 
 
 async def _until(predicate: Callable[[], bool], within: float = 30.0) -> None:
