@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import asyncpg
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -33,9 +34,9 @@ MAX_STEP_S = 366 * 86400.0
 RESOLUTIONS: tuple[Literal["auto"] | storage.Resolution, ...] = ("auto", "raw", "1m", "1h")
 
 
-async def _series(pool: asyncpg.Pool, selector: Selector) -> dict[int, asyncpg.Record]:
+async def _series(conn: asyncpg.Connection, selector: Selector) -> dict[int, asyncpg.Record]:
     where, params = selector.sql(1)
-    rows = await pool.fetch(
+    rows = await conn.fetch(
         f"SELECT s.id, s.host, s.plugin, s.instance, s.name, s.labels::text AS labels, s.unit,"  # noqa: S608 -- values are bind parameters
         f" s.kind FROM series s WHERE {where} ORDER BY s.id LIMIT {MAX_SERIES + 1}",
         *params,
@@ -68,28 +69,36 @@ async def query(request: Request) -> Response:
     selector = request_selector(request)
     if not selector.matchers:
         raise ApiError(400, "bad_selector", "give a selector (or name, host, plugin)")
-    series = await _series(st.pool, selector)
-    try:
-        result = await storage.query(
-            st.pool,
-            list(series),
-            start,
-            end,
-            step,
-            agg,
-            rate,
-            st.settings.api_max_points,
-            resolution,
-            Retention.from_settings(st.settings),
-        )
-    except storage.TooManyPoints as exc:
-        raise ApiError(422, "too_many_points", f"{exc}; narrow the selector or range") from None
-    except storage.QueryError as exc:
-        raise ApiError(400, "bad_query", str(exc)) from None
-    out = [from_row(SeriesPoints, series[s.id], points=s.points) for s in result.series if s.points]
+    # One connection for the lookups and the query: each return to the pool costs a round trip.
+    async with st.pool.acquire() as conn:
+        series = await _series(conn, selector)
+        try:
+            result = await storage.query(
+                conn,
+                list(series),
+                start,
+                end,
+                step,
+                agg,
+                rate,
+                st.settings.api_max_points,
+                resolution,
+                Retention.from_settings(st.settings),
+            )
+        except storage.TooManyPoints as exc:
+            raise ApiError(422, "too_many_points", f"{exc}; narrow the selector or range") from None
+        except storage.QueryError as exc:
+            raise ApiError(400, "bad_query", str(exc)) from None
+    out = [_with_points(series[s.id], s.points) for s in result.series if s.points]
     return MsgspecResponse(
         QueryResponse(result.start, result.end, out, result.step, agg, rate, result.resolution)
     )
+
+
+def _with_points(row: asyncpg.Record, points: list[tuple[float, float]]) -> SeriesPoints:
+    # The row is validated; the points are floats from the query layer and are not converted
+    # again one by one.
+    return msgspec.structs.replace(from_row(SeriesPoints, row, points=[]), points=points)
 
 
 OPERATIONS = [

@@ -12,16 +12,21 @@ increase from zero. Gauges in the same query keep the chosen aggregation.
 On plain PostgreSQL the rollup tables are complete up to their watermark; buckets after it
 are computed from raw rows on the fly (what TimescaleDB's real-time aggregates do), so a
 range reaching up to now is still complete.
+
+When the step is the rollup's own width (a day at 1-minute steps from the 1m rollup), each
+point is one rollup row: the statement reads the rows as they are instead of aggregating them
+again (`ROLLUP_ROW`), which gives the same numbers without PostgreSQL's hash aggregate and sort.
+Either way PostgreSQL hands back one row per series with its times and values as arrays, so
+the points are built without Python work per point.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
 from typing import Any, Literal
 
 import asyncpg
@@ -59,6 +64,15 @@ ROLLUP_AGG: dict[Aggregation, str] = {
     "sum": "sum(sum)",
     "count": "sum(count::float8)",
     "last": LAST_OF.format(t="bucket", v="last"),
+}
+# One rollup row as one point: ROLLUP_AGG over a single row, written without the aggregate.
+ROLLUP_ROW: dict[Aggregation, str] = {
+    "avg": "sum / count::float8",
+    "min": "min",
+    "max": "max",
+    "sum": "sum",
+    "count": "count::float8",
+    "last": "last",
 }
 
 
@@ -174,6 +188,16 @@ def _rollup_sql(table: str, width: int, with_raw: bool, watermark: bool) -> str:
     return f"{stored} UNION ALL {live}"
 
 
+def _per_series(points: str, rate: bool) -> str:
+    """One row per series, ordered by id, with the points of ``points`` (columns series_id, t,
+    v and, for a rate, last) as arrays in time order."""
+    last = ", array_agg(last ORDER BY t)" if rate else ""
+    return (
+        f"SELECT series_id, array_agg(t ORDER BY t), array_agg(v ORDER BY t){last} "  # noqa: S608
+        f"FROM ({points}) p GROUP BY 1 ORDER BY 1"
+    )
+
+
 async def prepare(
     db: asyncpg.Pool | asyncpg.Connection,
     series_ids: Sequence[int],
@@ -188,52 +212,55 @@ async def prepare(
     # A rate needs the step before the first one.
     first = p.start - step_td if rate else p.start
     ids = list(series_ids)
-    last_col = ""
     if p.resolution == "raw":
-        if rate:
-            last_col = f", {RAW_AGG['last']}"
-        sql = (
+        last_col = f", {RAW_AGG['last']} AS last" if rate else ""
+        points = (
             f"SELECT series_id, {EPOCH.format('date_bin($4::interval, time, $5)')} AS t, "  # noqa: S608
             f"{RAW_AGG[aggregation]} AS v{last_col} FROM samples "
-            "WHERE series_id = ANY($1::bigint[]) AND time >= $2 AND time < $3 "
-            "GROUP BY 1, 2 ORDER BY 1, 2"
+            "WHERE series_id = ANY($1::bigint[]) AND time >= $2 AND time < $3 GROUP BY 1, 2"
         )
-        return Statement(p, sql, (ids, first, p.end, step_td, ORIGIN))
+        return Statement(p, _per_series(points, rate), (ids, first, p.end, step_td, ORIGIN))
     table = TABLES[p.resolution]
-    args: list[Any] = [ids, first, p.end, ORIGIN]
-    if await timescale.installed(db):
-        rows = _rollup_sql(table, WIDTHS[p.resolution], with_raw=False, watermark=False)
-    else:
-        done: datetime | None = await db.fetchval(
+    width = WIDTHS[p.resolution]
+    with_raw = False
+    done: datetime | None = None
+    if not await timescale.installed(db):
+        done = await db.fetchval(
             "SELECT done_until FROM rollup_watermarks WHERE resolution = $1", table
         )
-        if done is None:
-            rows = _rollup_sql(table, WIDTHS[p.resolution], with_raw=True, watermark=False)
-        elif done >= p.end:
-            rows = _rollup_sql(table, WIDTHS[p.resolution], with_raw=False, watermark=False)
-        else:
-            rows = _rollup_sql(table, WIDTHS[p.resolution], with_raw=True, watermark=True)
-            args.append(done)
-    if rate:
-        last_col = f", {ROLLUP_AGG['last']}"
+        with_raw = done is None or done < p.end
+    # With a watermark (a bucket edge: rollups advance by whole buckets) every series and
+    # bucket comes in one row, stored or live: a step of the rollup's width reads rows as points.
+    watermark = with_raw and done is not None
+    one_row_per_bucket = watermark or not with_raw
+    rows = _rollup_sql(table, width, with_raw, watermark)
+    # $4 is the bins' origin, for the live buckets and for the steps; $5 the watermark.
+    args: list[Any] = [ids, first, p.end, ORIGIN, *([done] if watermark else [])]
+    columns = "r(bucket, series_id, min, max, sum, count, last)"
+    if p.step == width and one_row_per_bucket:
+        last_col = ", last" if rate else ""
+        points = (
+            f"SELECT series_id, {EPOCH.format('bucket')} AS t, "  # noqa: S608
+            f"{ROLLUP_ROW[aggregation]} AS v{last_col} FROM ({rows}) {columns}"
+        )
+        return Statement(p, _per_series(points, rate), tuple(args if with_raw else args[:3]))
+    last_col = f", {ROLLUP_AGG['last']} AS last" if rate else ""
     n = len(args) + 1
-    sql = (
+    points = (
         f"SELECT series_id, {EPOCH.format(f'date_bin(${n}::interval, bucket, $4)')} AS t, "  # noqa: S608
-        f"{ROLLUP_AGG[aggregation]} AS v{last_col} FROM ({rows}) r(bucket, series_id, min, "
-        "max, sum, count, last) GROUP BY 1, 2 ORDER BY 1, 2"
+        f"{ROLLUP_AGG[aggregation]} AS v{last_col} FROM ({rows}) {columns} GROUP BY 1, 2"
     )
-    return Statement(p, sql, (*args, step_td))
+    return Statement(p, _per_series(points, rate), (*args, step_td))
 
 
-def _rates(rows: list[asyncpg.Record], start: float) -> list[tuple[float, float]]:
+def _rates(times: list[float], lasts: list[float], start: float) -> list[tuple[float, float]]:
     points: list[tuple[float, float]] = []
-    prev: tuple[float, float] | None = None
-    for r in rows:
-        t, value = r[1], r[3]
-        if prev is not None and t >= start:
-            increase = value - prev[1] if value >= prev[1] else value
-            points.append((t, increase / (t - prev[0])))
-        prev = (t, value)
+    for i in range(1, len(times)):
+        t, value = times[i], lasts[i]
+        if t >= start:
+            before, then = lasts[i - 1], times[i - 1]
+            increase = value - before if value >= before else value
+            points.append((t, increase / (t - then)))
     return points
 
 
@@ -266,10 +293,12 @@ async def query(
         counters = {r["id"] for r in kinds}
     begin = p.start.timestamp()
     series: list[SeriesData] = []
-    # Rows come ordered by series, then time.
-    for sid, group in itertools.groupby(await db.fetch(stmt.sql, *stmt.args), itemgetter(0)):
+    for row in await db.fetch(stmt.sql, *stmt.args):
+        sid, times, values = row[0], row[1], row[2]
         if sid in counters:
-            series.append(SeriesData(sid, True, _rates(list(group), begin)))
+            series.append(SeriesData(sid, True, _rates(times, row[3], begin)))
         else:
-            series.append(SeriesData(sid, False, [(r[1], r[2]) for r in group if r[1] >= begin]))
+            # Only a rate reads the step before the start.
+            i = bisect_left(times, begin)
+            series.append(SeriesData(sid, False, list(zip(times[i:], values[i:], strict=True))))
     return QueryResult(p.start, p.end, float(p.step), p.resolution, aggregation, series)

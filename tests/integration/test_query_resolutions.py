@@ -67,7 +67,16 @@ def points_close(got: list[tuple[float, float]], want: list[tuple[float, float]]
 
 @pytest.mark.parametrize(
     ("resolution", "step"),
-    [("raw", 300), ("1m", 300), ("raw", 3600), ("1m", 3600), ("1h", 3600), ("1h", 7200)],
+    [
+        ("raw", 60),
+        ("1m", 60),
+        ("raw", 300),
+        ("1m", 300),
+        ("raw", 3600),
+        ("1m", 3600),
+        ("1h", 3600),
+        ("1h", 7200),
+    ],
 )
 async def test_every_resolution_matches_raw_truth(
     backend: str, conn: asyncpg.Connection, env: Env, resolution: Resolution, step: int
@@ -94,6 +103,48 @@ async def test_every_resolution_matches_raw_truth(
     want_rate = rate_truth(data.rows, data.counter, width, data.start)
     assert points_close(by_id[data.counter].points, want_rate)
     assert all(v >= 0 for _, v in by_id[data.counter].points)  # the reset is not a negative rate
+
+
+# Exact whatever the order of summation: each is one of the raw values or a whole count.
+EXACT: tuple[Aggregation, ...] = ("min", "max", "last", "count")
+
+
+@pytest.mark.parametrize(("resolution", "width"), [("1m", 60), ("1h", 3600)])
+async def test_a_step_of_the_rollup_width_reads_its_rows_as_points(
+    backend: str, conn: asyncpg.Connection, env: Env, resolution: Resolution, width: int
+) -> None:
+    """The rows-as-points statement answers as the raw rows binned at the same step do."""
+    data = await random_dataset(conn)
+    await maintain(conn, env.settings)
+    ids = [*data.gauges, data.counter]
+    own = await prepare_query(conn, ids, plan(data.start, data.end, width, len(ids)), "avg")
+    wider = await prepare_query(conn, ids, plan(data.start, data.end, 2 * width, len(ids)))
+    assert own.plan.resolution == wider.plan.resolution == resolution
+    # The rows are read as they are: no binning of rollup rows into steps.
+    assert "date_bin" not in own.sql and "date_bin" in wider.sql
+    for aggregation in AGGREGATIONS:
+        rows = await run_query(conn, ids, data.start, data.end, width, aggregation)
+        raw = await run_query(conn, ids, data.start, data.end, width, aggregation, resolution="raw")
+        assert rows.resolution == resolution
+        got = {s.id: s.points for s in rows.series}
+        want = {s.id: s.points for s in raw.series}
+        assert set(got) == set(want) == set(ids)
+        for sid in ids:
+            if aggregation in EXACT:
+                assert got[sid] == want[sid], (aggregation, sid)
+            else:
+                assert points_close(got[sid], want[sid]), (aggregation, sid)
+    rates = await run_query(conn, ids, data.start, data.end, width, rate=True)
+    raw_rates = await run_query(conn, ids, data.start, data.end, width, rate=True, resolution="raw")
+    assert rates.resolution == resolution
+    by_id = {s.id: s for s in rates.series}
+    assert [(s.id, s.rate) for s in rates.series] == [(s.id, s.rate) for s in raw_rates.series]
+    assert by_id[data.counter].rate and by_id[data.counter].points
+    raw_by_id = {s.id: s for s in raw_rates.series}
+    # The counter's rate comes from last values (exact); the gauges keep their average.
+    assert by_id[data.counter].points == raw_by_id[data.counter].points
+    for sid in data.gauges:
+        assert points_close(by_id[sid].points, raw_by_id[sid].points), sid
 
 
 async def test_recent_range_past_the_rollup_is_complete(
