@@ -1,12 +1,13 @@
 """The API under 50 concurrent clients: `latest` and a 24-hour query at 1-minute steps.
 
     .venv/bin/python -m tests.bench.bench_api [--hosts 100] [--per-host 10] [--interval 10]
+        [--api DIR[:WORKERS]]... [--rounds 1] [--cases latest-host,query-one,...]
 
 Starts its own nats-server, PostgreSQL and Valkey (tests/servers.py), loads hosts x per-host
 series (1 000 by default) with a day of samples at ``interval`` seconds by binary COPY, runs
 storage maintenance (partitions, 1m/1h rollups) and writes every series' latest value to Valkey,
-then starts the API as its own process (`python -m compose api`, uvicorn, one worker) and
-measures over real HTTP:
+then starts the API as its own process (`python -m compose api`, uvicorn) and measures over
+real HTTP:
 
 - latest of one host (10 series, selector ``{host="hNN"}``) and of all 1 000 series;
 - a 24-hour query of one series at a 60 s step (1 440 points, answered from the 1m rollup);
@@ -16,6 +17,11 @@ Each case runs with one client (the baseline), with 50 clients flat out (each se
 request as soon as the last is answered: the server's saturation, where latency is queueing),
 and with 50 clients paced at one request per ``--pace`` seconds each (dashboards refreshing).
 Prints p50/p99 per run and requests per second. Clients share the 2 cores with the server.
+
+``--api`` (repeatable) names the checkout to run the API from and its number of workers
+(``UNITY_API_WORKERS``; default: this checkout, one worker). With several, every case runs
+against each in turn, ``--rounds`` times, all on the same loaded data: the machine is shared
+and noisy, so two builds compare fairly only when measured side by side in the same minutes.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -121,7 +128,26 @@ async def load(
     return end
 
 
-def api_process(settings: Settings, ep: Endpoints, port: int, log: Path) -> subprocess.Popen[bytes]:
+@dataclass(frozen=True)
+class ApiBuild:
+    """Where to run the API from (a checkout, e.g. a `git worktree` of the old code) and how."""
+
+    root: Path
+    workers: int
+
+    @classmethod
+    def parse(cls, spec: str) -> ApiBuild:
+        root, _, workers = spec.partition(":")
+        return cls(Path(root).resolve(), int(workers or 1))
+
+    @property
+    def label(self) -> str:
+        return f"{self.root.name}:{self.workers}"
+
+
+def api_process(
+    settings: Settings, ep: Endpoints, build: ApiBuild, port: int, log: Path
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNITY_")}
     env.update(
         UNITY_NATS_URL=ep.nats_url,
@@ -133,11 +159,17 @@ def api_process(settings: Settings, ep: Endpoints, port: int, log: Path) -> subp
         UNITY_VALKEY_PASSWORD=ep.valkey_password or "",
         UNITY_SUBJECT_ROOT=settings.subject_root,
         UNITY_API_PORT=str(port),
+        UNITY_API_WORKERS=str(build.workers),
         UNITY_LOG_LEVEL="WARNING",
     )
     with log.open("ab") as fh:
+        # `-m` puts the working directory first on sys.path: the build's own packages load.
         return subprocess.Popen(
-            [sys.executable, "-m", "compose", "api"], env=env, stdout=fh, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "compose", "api"],
+            env=env,
+            cwd=build.root,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -228,6 +260,17 @@ def server_means(metrics: str) -> dict[str, float]:
     return {r: sums[r] / counts[r] for r in sums if counts.get(r)}
 
 
+async def started(port: int, token: str) -> None:
+    for _ in range(300):
+        try:
+            if (await Connection(port, token).get("/api/v1/health", {}))[0] == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the API on port {port} did not start")
+
+
 async def bench(ep: Endpoints, settings: Settings, args: argparse.Namespace, log: Path) -> None:
     end = await load(ep, settings, args.hosts, args.per_host, args.interval)
     conn = await asyncpg.connect(ep.database_url, password=ep.database_password)
@@ -235,17 +278,13 @@ async def bench(ep: Endpoints, settings: Settings, args: argparse.Namespace, log
         _, token = await create_token(conn, "bench", ["read"])
     finally:
         await conn.close()
-    port = free_port()
-    proc = api_process(settings, ep, port, log)
-    conns = [Connection(port, token) for _ in range(CONCURRENCY)]
+    builds = [ApiBuild.parse(spec) for spec in args.api or ["."]]
+    ports = [free_port() for _ in builds]
+    procs = [api_process(settings, ep, b, p, log) for b, p in zip(builds, ports, strict=True)]
+    pools = [[Connection(p, token) for _ in range(CONCURRENCY)] for p in ports]
     try:
-        for _ in range(300):
-            try:
-                if (await Connection(port, token).get("/api/v1/health", {}))[0] == 200:
-                    break
-            except OSError:
-                pass
-            await asyncio.sleep(0.1)
+        for port in ports:
+            await started(port, token)
         rng = random.Random(1)
         day = {"start": (end - DAY).isoformat(), "end": end.isoformat(), "step": "60"}
 
@@ -266,24 +305,39 @@ async def bench(ep: Endpoints, settings: Settings, args: argparse.Namespace, log
         def query_host() -> tuple[str, dict[str, str]]:
             return "/api/v1/query", {"selector": f'{{host="{host()}"}}', **day}
 
-        cases = [
-            ("latest, one host (10 series)", latest_host, args.requests),
-            ("latest, all series", latest_all, args.requests // 4),
-            ("query 24 h @ 60 s, one series", query_one, args.requests // 2),
-            ("query 24 h @ 60 s, one host (10 series)", query_host, args.requests // 4),
-        ]
-        for label, make, n in cases:
-            await measure(conns, label, make, max(n // 4, 50), 1)
-            await measure(conns, label, make, n, CONCURRENCY)
-            await measure(conns, label, make, max(n // 4, 50), CONCURRENCY, args.pace)
-        _, text = await conns[0].get("/metrics", {})
-        for route, mean in sorted(server_means(text.decode()).items()):
-            print(f"server-side mean of {route:<30} {mean * 1000:7.2f} ms", flush=True)
+        cases = {
+            "latest-host": ("latest, one host (10 series)", latest_host, args.requests),
+            "latest-all": ("latest, all series", latest_all, args.requests // 4),
+            "query-one": ("query 24 h @ 60 s, one series", query_one, args.requests // 2),
+            "query-host": (
+                "query 24 h @ 60 s, one host (10 series)",
+                query_host,
+                args.requests // 4,
+            ),
+        }
+        chosen = args.cases.split(",") if args.cases else list(cases)
+        for key in chosen:
+            label, make, n = cases[key]
+            for round_ in range(args.rounds):
+                for build, conns in zip(builds, pools, strict=True):
+                    tag = f"{label} [{build.label}]"
+                    load_now = os.getloadavg()[0]
+                    print(f"-- round {round_ + 1}, load average {load_now:.2f}", flush=True)
+                    await measure(conns, tag, make, max(n // 4, 50), 1)
+                    await measure(conns, tag, make, n, CONCURRENCY)
+                    await measure(conns, tag, make, max(n // 4, 50), CONCURRENCY, args.pace)
+        for build, conns in zip(builds, pools, strict=True):
+            _, text = await conns[0].get("/metrics", {})
+            for route, mean in sorted(server_means(text.decode()).items()):
+                print(f"[{build.label}] server-side mean of {route:<30} {mean * 1000:7.2f} ms")
     finally:
-        for conn in conns:
-            conn.close()
-        proc.terminate()
-        proc.wait(30)
+        for conns in pools:
+            for conn in conns:
+                conn.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
 
 
 def main() -> None:
@@ -294,6 +348,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument(
         "--pace", type=float, default=1.0, help="seconds between one client's requests (paced run)"
+    )
+    parser.add_argument(
+        "--api",
+        action="append",
+        metavar="DIR[:WORKERS]",
+        help="checkout to run the API from, and its uvicorn workers (repeatable; default: .:1)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="alternations over the --api builds")
+    parser.add_argument(
+        "--cases", help="comma-separated subset of latest-host,latest-all,query-one,query-host"
     )
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}", flush=True)
