@@ -6,7 +6,9 @@ start() connects; SIGTERM or SIGINT sets stop; the work in hand finishes; then c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 
 import uvicorn
@@ -73,10 +75,9 @@ async def run_collector(
     return await serve(settings, ep, once=once, config_path=config_path)
 
 
-def run_api(settings: Settings, ep: Endpoints) -> None:
-    app = create_app(settings, ep)
-    config = uvicorn.Config(
-        app,
+def _api_config(settings: Settings, ep: Endpoints) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings, ep),
         host=settings.api_bind,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
@@ -85,4 +86,60 @@ def run_api(settings: Settings, ep: Endpoints) -> None:
         # Open live streams must not hold the API up past the supervisor's patience.
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+
+
+def run_api(settings: Settings, ep: Endpoints, workers: int = 1) -> int:
+    """Serve the API; with ``workers`` > 1, in that many forked processes on one socket."""
+    if workers <= 1:
+        uvicorn.Server(_api_config(settings, ep)).run()
+        return 0
+    return _run_api_workers(_api_config(settings, ep), workers)
+
+
+def _run_api_workers(config: uvicorn.Config, count: int) -> int:
+    """Forked workers accepting on one listening socket; the API keeps no state of its own
+    (tokens, registry and data live in PostgreSQL, Valkey and NATS), so any worker answers any
+    request. Each worker opens its own connections in its lifespan. A worker that exits ends
+    the others and the process, non-zero, for the supervisor to restart as one service.
+    """
+    sock = config.bind_socket()
+    children: set[int] = set()
+    stopping = False
+
+    def stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    # Before forking, so that no signal finds the supervisor without its handler.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(count):
+        if stopping:
+            break
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                uvicorn.Server(config).run(sockets=[sock])
+            except BaseException:
+                log.exception("API worker %d failed", os.getpid())
+                code = 1
+            os._exit(code)
+        children.add(pid)
+    sock.close()
+    log.info("API running in %d worker processes %s", count, sorted(children))
+    status = 0
+    while children:
+        pid, code = os.wait()
+        children.discard(pid)
+        if not stopping:
+            code = os.waitstatus_to_exitcode(code)
+            log.error("API worker %d exited (status %d); stopping the others", pid, code)
+            status = 1
+            stop()
+    return status

@@ -59,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_max_points: int = 250_000
     api_stream_queue: int = 256
     api_stream_heartbeat_s: float = 15.0
+    # Processes serving the API (it is stateless): more than one uses more than one core.
+    api_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     # Storage: how long each resolution is kept (whole days/chunks are dropped once older),
     # how far ahead day partitions exist, how often `unity maintain` runs, and how far back
     # each rollup run recomputes closed buckets to take in late samples.

@@ -10,10 +10,12 @@ HELP = "run the HTTP API"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-port", type=int, help="port (also UNITY_API_PORT)")
+    parser.add_argument(
+        "--workers", type=int, help="uvicorn worker processes (also UNITY_API_WORKERS; default 1)"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from compose import services
 
-    services.run_api(settings, endpoints(settings))
-    return 0
+    return services.run_api(settings, endpoints(settings), args.workers or settings.api_workers)
