@@ -39,6 +39,10 @@ TRANSIENT = (
     asyncpg.CannotConnectNowError,
     asyncpg.InsufficientResourcesError,
     asyncpg.OperatorInterventionError,
+    # A server that shuts down during a COPY leaves asyncpg's protocol mid-operation: releasing
+    # the connection then raises this in place of the shutdown error (the pool has terminated
+    # that connection, the next acquire opens a new one). Seen in a PostgreSQL restart test.
+    asyncpg.InternalClientError,
     NatsError,
     JetStreamError,
     TimeoutError,
