@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 from pathlib import Path
 
 import httpx
 
 from compose.embedded import free_port
+from compose.services import _listen
 from tests.conftest import Env
 from tests.helpers import wait_for
 from tests.integration.ingest_support import Unity, unity_env
@@ -85,3 +88,24 @@ async def test_a_worker_that_dies_ends_the_service(env: Env, tmp_path: Path) -> 
     finally:
         if api.alive():
             api.kill()
+
+
+async def test_connections_on_the_shared_socket_send_without_waiting_for_acks() -> None:
+    """Nagle off on accepted connections, as asyncio sets it on its own TCP servers: with it
+    on, the body written after the headers waits for the client's delayed ACK."""
+    sock = _listen("127.0.0.1", 0, 16)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            conn = transport.get_extra_info("socket")
+            accepted.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+    try:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        assert await asyncio.wait_for(accepted, 10) != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
