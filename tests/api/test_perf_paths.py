@@ -1,4 +1,5 @@
-"""`unity api --workers N`: forked workers on one socket that serve, and stop, together."""
+"""The API's faster paths: `unity api --workers N` (forked workers on one socket that serve,
+and stop, together) and the one-round-trip read of latest values."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import asyncio
 import os
 import signal
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from api.latest import read_values
+from compose.connect import valkey_client
 from compose.embedded import free_port
 from compose.services import _listen
+from ingest.cache import read_latest, write_latest
+from schemas.api import LatestValue
 from tests.conftest import Env
 from tests.helpers import wait_for
 from tests.integration.ingest_support import Unity, unity_env
@@ -109,3 +115,38 @@ async def test_connections_on_the_shared_socket_send_without_waiting_for_acks() 
     finally:
         server.close()
         await server.wait_closed()
+
+
+S = timedelta(seconds=1)
+
+
+def _key(v: LatestValue) -> tuple[str, str, str, str, list[tuple[str, str]]]:
+    return (v.host, v.plugin, v.instance, v.name, sorted(v.labels.items()))
+
+
+async def test_latest_in_one_round_trip_reads_what_the_cache_holds(env: Env) -> None:
+    """The script read returns what ingest's reader returns, for each way of narrowing it;
+    ``h1`` is a prefix of ``h10``, and a host name may hold a colon."""
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    values = [
+        LatestValue(host, plugin, inst, f"m{i}", {"k": str(i)}, "", "gauge", i + 0.5, t0 + i * S)
+        for host in ("h1", "h10", "h1:x")
+        for plugin in ("disk", "cpu")
+        for inst in ("", "b")
+        for i in range(3)
+    ]
+    client = valkey_client(env.ep)
+    try:
+        await write_latest(client, env.root, values)
+        await client.script_flush()  # the first read loads the script again
+        for host, plugin in [(None, None), ("h1", None), ("h1", "disk"), (None, "cpu")]:
+            got = await read_values(client, env.root, host, plugin)
+            want = await read_latest(client, env.root, host, plugin)
+            assert want, (host, plugin)
+            assert sorted(got, key=_key) == sorted(want, key=_key), (host, plugin)
+        assert len(await read_values(client, env.root, None, None)) == len(values)
+        # The key prefix also takes in "h1:x" (as read_latest does); the selector drops it later.
+        assert {v.host for v in await read_values(client, env.root, "h1", None)} == {"h1", "h1:x"}
+        assert await read_values(client, env.root, "nowhere", None) == []
+    finally:
+        await client.aclose()
