@@ -1,25 +1,30 @@
-"""Helpers shared by tests that run ingest in-process against the session servers."""
+"""Helpers shared by tests that run ingest in-process or need a private nats-server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 
-from compose.settings import Endpoints
+from compose.embedded import NatsServer, free_port
+from compose.settings import Endpoints, Settings
 from ingest.service import Ingest
 from tests.conftest import Env
 
 
 @contextlib.asynccontextmanager
-async def running_ingest(
-    env: Env, ep: Endpoints | None = None, report_interval: float = 0
+async def running_worker(
+    settings: Settings, ep: Endpoints, report_interval: float = 0
 ) -> AsyncIterator[Ingest]:
     """An ingest worker in this process; by default without self-metrics, so that tests count
     exactly what they published."""
-    worker = Ingest(env.settings, ep or env.ep, report_interval=report_interval)
+    worker = Ingest(settings, ep, report_interval=report_interval)
     await worker.start()
     task = asyncio.create_task(worker.run())
     try:
@@ -28,6 +33,26 @@ async def running_ingest(
         await worker.stop()
         await task
         await worker.close()
+
+
+def running_ingest(
+    env: Env, ep: Endpoints | None = None, report_interval: float = 0
+) -> contextlib.AbstractAsyncContextManager[Ingest]:
+    """``running_worker`` on the test's own settings (and servers, unless ``ep`` is given)."""
+    return running_worker(env.settings, ep or env.ep, report_interval)
+
+
+@contextlib.contextmanager
+def private_nats(prefix: str = "unity-nats-") -> Iterator[NatsServer]:
+    """A nats-server of the test's own (the session one is shared), stopped and removed after."""
+    data = Path(tempfile.mkdtemp(prefix=prefix))
+    server = NatsServer(data, free_port(), "unity", uuid.uuid4().hex)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:

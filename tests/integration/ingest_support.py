@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
 from compose.connect import connect_nats
-from compose.settings import Endpoints, Settings
-from ingest.service import Ingest
+from compose.settings import Endpoints
 from ingest.streams import DURABLE, ensure_consumers, ensure_streams
 from schemas import HealthReport, MetricBatch, Sample, encode
 from tests.conftest import Env
@@ -89,21 +87,6 @@ async def streams_ready(env: Env) -> tuple[NATS, JetStreamContext]:
     await ensure_streams(js, env.settings)
     await ensure_consumers(js, env.settings)
     return nc, js
-
-
-@contextlib.asynccontextmanager
-async def running_with(settings: Settings, ep: Endpoints) -> AsyncIterator[Ingest]:
-    """An in-process worker on other settings or servers than the test's own, without
-    self-metrics (so that tests count exactly what they published)."""
-    worker = Ingest(settings, ep, report_interval=0)
-    await worker.start()
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        await worker.stop()
-        await task
-        await worker.close()
 
 
 async def dlq_size(js: JetStreamContext, env: Env) -> int:

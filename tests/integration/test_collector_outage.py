@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,28 +23,16 @@ import pytest
 from collectors.config import parse_config
 from collectors.runner import Collector, Timing
 from compose.connect import connect_nats
-from compose.embedded import NatsServer, free_port
 from compose.settings import Endpoints
 from ingest.service import Ingest
 from ingest.streams import ensure_consumers, ensure_streams
 from schemas import MetricBatch
 from sdk.discovery import discover
 from tests.conftest import Env
+from tests.helpers import private_nats
 
 OUTAGE_S = 20.0
 pytestmark = pytest.mark.slow
-
-
-@contextlib.contextmanager
-def private_nats() -> Iterator[NatsServer]:
-    data = Path(tempfile.mkdtemp(prefix="unity-outage-"))
-    server = NatsServer(data, free_port(), "unity", uuid.uuid4().hex)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def collector(env: Env, ep: Endpoints, spool: Path) -> Collector:
@@ -85,7 +70,7 @@ async def until(check: Callable[[], Awaitable[bool]], within: float, what: str) 
 async def test_every_batch_of_an_outage_arrives_in_order_once(
     env: Env, tmp_path: Path, restart: bool
 ) -> None:
-    with private_nats() as server:
+    with private_nats("unity-outage-") as server:
         ep = replace(
             env.ep,
             nats_url=f"nats://127.0.0.1:{server.port}",

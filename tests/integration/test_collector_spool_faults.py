@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,13 +25,12 @@ from collectors.runner import Collector
 from collectors.sender import Sender
 from collectors.spool import DiskSpool, Message, Outbox
 from compose.connect import connect_nats
-from compose.embedded import NatsServer, free_port
 from compose.settings import Endpoints
 from ingest.streams import ensure_streams
 from schemas import JSON, HealthReport, MetricBatch, encode
 from sdk import Metric, Plugin, Sink
 from tests.conftest import Env
-from tests.helpers import wait_for
+from tests.helpers import private_nats, wait_for
 
 
 class Small(Plugin):
@@ -128,25 +125,13 @@ async def test_a_corrupt_spool_file_is_set_aside_and_counted_and_the_rest_flows(
     await nc.close()
 
 
-@contextlib.contextmanager
-def private_nats() -> Iterator[NatsServer]:
-    data = Path(tempfile.mkdtemp(prefix="unity-spool-faults-"))
-    server = NatsServer(data, free_port(), "unity", uuid.uuid4().hex)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data, ignore_errors=True)
-
-
 @pytest.mark.slow
 async def test_a_spool_folder_removed_in_an_outage_is_made_again_and_the_loss_counted(
     env: Env, tmp_path: Path
 ) -> None:
     host = f"spool-{uuid.uuid4().hex[:8]}"
     spool = tmp_path / "spool"
-    with private_nats() as server:
+    with private_nats("unity-spool-faults-") as server:
         ep = replace(
             env.ep,
             nats_url=f"nats://127.0.0.1:{server.port}",

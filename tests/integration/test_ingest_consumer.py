@@ -11,13 +11,12 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from compose.connect import connect_nats
 from ingest.streams import DURABLE, ensure_streams, ingest_filters
 from tests.conftest import Env
-from tests.helpers import running_ingest
+from tests.helpers import running_ingest, running_worker
 from tests.integration.ingest_support import (
     BASE_TS,
     assert_exactly,
     consumers,
     publish_batches,
-    running_with,
     stored,
     streams_ready,
     wait_until,
@@ -82,7 +81,7 @@ async def test_a_batch_held_past_the_ack_wait_is_not_redelivered(env: Env) -> No
         lock = locker.transaction()
         await lock.start()
         await locker.execute("LOCK TABLE samples IN ACCESS EXCLUSIVE MODE")
-        async with running_with(settings, env.ep) as worker:
+        async with running_worker(settings, env.ep) as worker:
             # Released before the worker stops, whatever happens: its stop waits for the commit.
             try:
 

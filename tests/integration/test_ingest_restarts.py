@@ -20,11 +20,11 @@ import pytest
 from compose import migrate
 from compose.embedded import NatsServer, PostgresServer, free_port
 from tests.conftest import Env
+from tests.helpers import running_worker
 from tests.integration.ingest_support import (
     assert_exactly,
     dlq_size,
     publish_batches,
-    running_with,
     stored,
     streams_ready,
     wait_until,
@@ -79,7 +79,7 @@ async def test_a_postgres_restart_during_ingest_loses_and_doubles_nothing(
         nc, js = await streams_ready(private)
         published = await publish_batches(js, private, MESSAGES)
         caplog.set_level(logging.WARNING, logger="ingest.pipeline")
-        async with running_with(settings, ep) as worker:
+        async with running_worker(settings, ep) as worker:
             before = await _drain_a_quarter(private, published.samples)
             await asyncio.to_thread(server.stop)
             await asyncio.to_thread(server.start)
@@ -111,7 +111,7 @@ async def test_a_nats_restart_during_ingest_loses_and_doubles_nothing(
         settings = isolated_settings(ep, env.root, ingest_fetch=20, ingest_ack_wait_s=3.0)
         nc, js = await streams_ready(private)
         published = await publish_batches(js, private, MESSAGES)
-        async with running_with(settings, ep) as worker:
+        async with running_worker(settings, ep) as worker:
             before = await _drain_a_quarter(private, published.samples)
             # The same store and port: streams, consumers and their acks survive the restart.
             await asyncio.to_thread(server.stop)
