@@ -20,8 +20,9 @@ Prints p50/p99 per run and requests per second. Clients share the 2 cores with t
 
 ``--api`` (repeatable) names the checkout to run the API from and its number of workers
 (``UNITY_API_WORKERS``; default: this checkout, one worker). With several, every case runs
-against each in turn, ``--rounds`` times, all on the same loaded data: the machine is shared
-and noisy, so two builds compare fairly only when measured side by side in the same minutes.
+against each in turn, ``--rounds`` times (every other round in reverse order), all on the same
+loaded data: the machine is shared and noisy, so two builds compare fairly only when measured
+side by side in the same minutes. For the code before a change: `git worktree add DIR REV`.
 """
 
 from __future__ import annotations
@@ -319,7 +320,9 @@ async def bench(ep: Endpoints, settings: Settings, args: argparse.Namespace, log
         for key in chosen:
             label, make, n = cases[key]
             for round_ in range(args.rounds):
-                for build, conns in zip(builds, pools, strict=True):
+                # Every other round in reverse, so that no build always runs first (or last).
+                order = list(zip(builds, pools, strict=True))
+                for build, conns in order[::-1] if round_ % 2 else order:
                     tag = f"{label} [{build.label}]"
                     load_now = os.getloadavg()[0]
                     print(f"-- round {round_ + 1}, load average {load_now:.2f}", flush=True)
