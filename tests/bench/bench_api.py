@@ -191,7 +191,10 @@ class Connection:
             if self.reader is None or self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
             self.writer.write(request)
-            first = await self.reader.readline()
+            try:
+                first = await self.reader.readline()
+            except (ConnectionResetError, BrokenPipeError):
+                first = b""  # closed as the request went out: the server answers with a reset
             if first:
                 break
             self.close()
@@ -329,6 +332,9 @@ async def bench(ep: Endpoints, settings: Settings, args: argparse.Namespace, log
                     await measure(conns, tag, make, max(n // 4, 50), 1)
                     await measure(conns, tag, make, n, CONCURRENCY)
                     await measure(conns, tag, make, max(n // 4, 50), CONCURRENCY, args.pace)
+        for build, proc in zip(builds, procs, strict=True):
+            # A build whose API died (and was restarted by nothing) measured nothing valid.
+            assert proc.poll() is None, f"the API of {build.label} exited: see {log}"
         for build, conns in zip(builds, pools, strict=True):
             _, text = await conns[0].get("/metrics", {})
             for route, mean in sorted(server_means(text.decode()).items()):
