@@ -7,6 +7,7 @@ psutil reads ``psutil.PROCFS_PATH``, a process-wide global; plugins that point i
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,42 @@ def read_text(path: Path) -> str | None:
     except OSError:
         # Some sysfs attributes fail with EIO/ENODATA when the device is asleep.
         return None
+
+
+def namespaced(proc_root: str, name: str) -> list[Path]:
+    """Where a per-namespace file of /proc (``mounts``, ``net/dev``) is read from, best first.
+
+    ``self/`` and ``net/`` (a link to ``self/net``) show the reader's own mount and network
+    namespaces. Under a host's /proc mounted into a container (``/host/proc``) that is the
+    container's view, so PID 1's, the host's init, comes first there. The default /proc keeps
+    the collector's own view: it is the host's unless the collector was given namespaces of its
+    own on purpose (systemd's PrivateNetwork, ProtectSystem), disk's statvfs runs in the
+    collector's own mount namespace anyway, and /proc/1 may be hidden from a non-root reader
+    (hidepid). ``self/`` and the plain name follow for a PID 1 that cannot be read and for
+    fixture trees.
+    """
+    own = [Path(proc_root, "self", name), Path(proc_root, name)]
+    if os.path.normpath(proc_root) == DEFAULT_PROC:
+        return own
+    return [Path(proc_root, "1", name), *own]
+
+
+def read_namespaced(proc_root: str, name: str) -> str | None:
+    """The first readable of ``namespaced(proc_root, name)``, or None when none is."""
+    for path in namespaced(proc_root, name):
+        text = read_text(path)
+        if text is not None:
+            return text
+    return None
+
+
+def require_namespaced(proc_root: str, name: str) -> str:
+    """Like ``read_namespaced``, for a file the reader cannot do without."""
+    text = read_namespaced(proc_root, name)
+    if text is None:
+        tried = ", ".join(str(p) for p in namespaced(proc_root, name))
+        raise FileNotFoundError(f"none of {tried} can be read")
+    return text
 
 
 def read_number(path: Path) -> float | None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 
-from collectors.hostfs import DEFAULT_PROC, read_text
+from collectors.hostfs import DEFAULT_PROC, require_namespaced
 from sdk import Metric, Plugin, Sink
 
 PSEUDO_FS = (
@@ -55,7 +54,7 @@ class Mount:
 
 
 def _unescape(field: str) -> str:
-    # /proc/self/mounts writes space, tab, newline and backslash as octal escapes (\040 ...).
+    # /proc/<pid>/mounts writes space, tab, newline and backslash as octal escapes (\040 ...).
     out: list[str] = []
     i = 0
     while i < len(field):
@@ -71,9 +70,7 @@ def _unescape(field: str) -> str:
 
 def read_mounts(proc_root: str) -> list[Mount]:
     """Mounts in table order; a mount point mounted twice keeps only the last (what is visible)."""
-    text = read_text(Path(proc_root, "self/mounts")) or read_text(Path(proc_root, "mounts"))
-    if text is None:
-        raise FileNotFoundError(f"{proc_root}/self/mounts is missing")
+    text = require_namespaced(proc_root, "mounts")
     by_point: dict[str, Mount] = {}
     for line in text.splitlines():
         fields = line.split()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import collections
 import fnmatch
-from pathlib import Path
 
 import msgspec
 
-from collectors.hostfs import DEFAULT_PROC, read_text
+from collectors.hostfs import DEFAULT_PROC, read_namespaced, require_namespaced
 from sdk import Metric, Plugin, Sink
 
 # The st column of /proc/net/tcp{,6}, from include/net/tcp_states.h.
@@ -110,9 +109,7 @@ class NetPlugin(Plugin):
 
     def collect(self, sink: Sink) -> None:
         cfg = self.config
-        text = read_text(Path(cfg.proc_root, "net/dev"))
-        if text is None:
-            raise FileNotFoundError(f"{cfg.proc_root}/net/dev is missing")
+        text = require_namespaced(cfg.proc_root, "net/dev")
         for iface, values in parse_net_dev(text).items():
             if cfg.interfaces and not any(fnmatch.fnmatchcase(iface, p) for p in cfg.interfaces):
                 continue
@@ -125,14 +122,14 @@ class NetPlugin(Plugin):
         if cfg.tcp_states:
             # Reading /proc/net/tcp{,6} makes the kernel walk every socket table: about 8 ms
             # per run on a host with 600 sockets, hence off by default (sockstat is ~0.02 ms).
-            tcp = [read_text(Path(cfg.proc_root, "net", n)) for n in ("tcp", "tcp6")]
+            tcp = [read_namespaced(cfg.proc_root, f"net/{n}") for n in ("tcp", "tcp6")]
             counts = count_tcp_states([t for t in tcp if t is not None])
             for state in TCP_STATES.values():
                 sink.add("net_tcp_connections", counts.get(state, 0), {"state": state})
 
     def _sockets(self, sink: Sink) -> None:
-        v4 = parse_sockstat(read_text(Path(self.config.proc_root, "net/sockstat")) or "")
-        v6 = parse_sockstat(read_text(Path(self.config.proc_root, "net/sockstat6")) or "")
+        v4 = parse_sockstat(read_namespaced(self.config.proc_root, "net/sockstat") or "")
+        v6 = parse_sockstat(read_namespaced(self.config.proc_root, "net/sockstat6") or "")
         if "TCP" in v4:
             sink.add("net_tcp_sockets", v4["TCP"].get("inuse", 0), {"family": "ipv4"})
             # sockstat counts TIME_WAIT and orphans of both families on the TCP line.

@@ -10,6 +10,7 @@ import pytest
 
 from collectors.disk import DiskConfig, DiskPlugin, read_mounts
 from collectors.diskio import DiskIOConfig, DiskIOPlugin
+from collectors.hostfs import namespaced
 from collectors.net import NetConfig, NetPlugin
 from tests.collectors.helpers import by_key, case, collect, key
 
@@ -63,6 +64,30 @@ def test_disk_explicit_mount_list_wins_over_exclusions(server_tree: Path) -> Non
         )
     )
     assert {m.mountpoint for m in plugin.selected()} == {"/snap/core22/1380", "/boot"}
+
+
+def test_disk_under_a_host_proc_lists_pid_1s_mounts_not_its_own() -> None:
+    # /host/proc/self is the collector: its mounts are the container's (overlay root, the host
+    # bind-mounted at /hostfs); PID 1 is the host's init and sees the host's filesystems.
+    root = case("disk", "container") / "proc"
+    chosen = {
+        (m.mountpoint, m.fstype) for m in DiskPlugin(DiskConfig(proc_root=str(root))).selected()
+    }
+    assert chosen == {("/", "ext4"), ("/boot/efi", "vfat"), ("/data", "xfs")}
+
+
+def test_disk_falls_back_to_its_own_mounts_when_pid_1s_cannot_be_read(tmp_path: Path) -> None:
+    shutil.copytree(case("disk", "container") / "proc", tmp_path / "proc")
+    (tmp_path / "proc" / "1" / "mounts").unlink()
+    (tmp_path / "proc" / "1" / "mounts").mkdir()  # reading it fails as a hidden /proc/1 would
+    chosen = {m.mountpoint for m in read_mounts(str(tmp_path / "proc"))}
+    assert "/hostfs" in chosen and "/data" not in chosen
+
+
+def test_default_proc_keeps_the_collectors_own_namespace_view() -> None:
+    # On the host's own /proc the collector's view is the right one (statvfs runs there too).
+    assert namespaced("/proc", "mounts") == [Path("/proc/self/mounts"), Path("/proc/mounts")]
+    assert namespaced("/host/proc/", "net/dev")[0] == Path("/host/proc/1/net/dev")
 
 
 def test_disk_missing_mount_table_is_an_error(tmp_path: Path) -> None:
@@ -150,6 +175,24 @@ def test_net_fixture_counters_and_connection_states() -> None:
     assert values[key("net_tcp_orphans")] == 1
     assert values[key("net_udp_sockets", family="ipv4")] == 2
     assert values[key("net_udp_sockets", family="ipv6")] == 0
+
+
+def test_net_under_a_host_proc_reads_pid_1s_network_namespace() -> None:
+    # /host/proc/net links to self/net, the collector's own namespace (lo and its eth0);
+    # /host/proc/1/net is the host's.
+    root = case("net", "container") / "proc"
+    values = by_key(collect(NetPlugin(NetConfig(tcp_states=True, proc_root=str(root)))))
+    interfaces = {dict(labels)["interface"] for n, labels in values if n == "net_sent_bytes"}
+    assert interfaces == {"lo", "eno1", "docker0", "veth3a1c2f9"}
+    assert values[key("net_received_bytes", interface="eno1")] == 73410928811
+    assert values[key("net_receive_drops_total", interface="eno1")] == 41
+    assert values[key("net_tcp_sockets", family="ipv4")] == 37
+    assert values[key("net_tcp_sockets", family="ipv6")] == 9
+    assert values[key("net_tcp_time_wait")] == 14
+    assert values[key("net_udp_sockets", family="ipv6")] == 3
+    assert values[key("net_tcp_connections", state="listen")] == 3
+    assert values[key("net_tcp_connections", state="established")] == 2
+    assert values[key("net_tcp_connections", state="time_wait")] == 1
 
 
 def test_net_tcp_states_are_off_by_default() -> None:
