@@ -34,6 +34,7 @@ class ProcessesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sort_by: Literal["cpu", "memory"] = "cpu"
     names: list[str] = []
     proc_root: str = DEFAULT_PROC
+    host_root: str = "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +65,30 @@ def read_processes(processes: tuple[PidStat, ...]) -> list[Seen]:
     ]
 
 
-def owner(folder: str, users: dict[int, str]) -> str | None:
+def user_name(uid: int, host_root: str) -> str:
+    """The name of ``uid`` on the host at ``host_root``; the number itself when it has none."""
+    if os.path.normpath(host_root) == "/":
+        # Through NSS, so LDAP or sssd users are named too.
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)
+    # pwd would answer from the container's own passwd; the host's NSS is out of reach.
+    for line in (read_text(Path(host_root, "etc/passwd")) or "").splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[2] == str(uid):
+            return fields[0]
+    return str(uid)
+
+
+def owner(folder: str, users: dict[int, str], host_root: str) -> str | None:
     """The user name owning a process folder; None when the process has exited since."""
     try:
         uid = os.stat(folder).st_uid
     except OSError:
         return None
     if uid not in users:
-        try:
-            users[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            users[uid] = str(uid)
+        users[uid] = user_name(uid, host_root)
     return users[uid]
 
 
@@ -165,7 +179,7 @@ class ProcessesPlugin(Plugin):
                 {
                     "pid": p.pid,
                     "name": p.name,
-                    "user": owner(p.folder, self._users),
+                    "user": owner(p.folder, self._users, self.config.host_root),
                     "cpu_percent": pct,
                     "cpu_seconds": round(p.cpu_seconds, 2),
                     "rss_bytes": p.rss,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import os
 import platform
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,10 @@ PROCESS_STATES = {
     "W": "paging",
 }
 
+# struct utmp (utmp.h) is 384 bytes on Linux, 32- and 64-bit alike; ut_type is its first short.
+_UTMP_RECORD = struct.Struct("@h382x")
+_USER_PROCESS = 7
+
 
 class SystemConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     users: bool = True
@@ -42,6 +48,25 @@ def process_states(proc_root: str) -> dict[str, int]:
     for letter, count in letters.items():
         counts[PROCESS_STATES.get(letter, "other")] += count
     return dict(counts)
+
+
+def logged_in(host_root: str) -> int:
+    """Sessions in the utmp of the host at ``host_root``, counted as psutil.users() counts them.
+
+    psutil only reads the collector's own utmp, so a host root is read here. Only ``run/utmp``:
+    ``var/run`` is an absolute link to /run on current distributions and would resolve inside
+    the container. A host with no utmp (logind replaces it on newer systems) has no sessions,
+    as psutil reports it.
+    """
+    if os.path.normpath(host_root) == "/":
+        return len(psutil.users())
+    try:
+        data = Path(host_root, "run/utmp").read_bytes()
+    except OSError:
+        return 0
+    # A record being written may be cut short at the end of the file.
+    whole = data[: len(data) - len(data) % _UTMP_RECORD.size]
+    return sum(kind == _USER_PROCESS for (kind,) in _UTMP_RECORD.iter_unpack(whole))
 
 
 def os_release(host_root: str) -> dict[str, str]:
@@ -98,7 +123,7 @@ class SystemPlugin(Plugin):
         if btime is not None:
             sink.add("system_boot_time_seconds", int(btime))
         if self.config.users:
-            sink.add("system_users", len(psutil.users()))
+            sink.add("system_users", logged_in(self.config.host_root))
         if self.config.process_states:
             # One read of /proc/<pid>/stat per process, shared with the processes plugin's run
             # of the same tick (collectors/pidstat.py).

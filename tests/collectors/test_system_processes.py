@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import shutil
@@ -52,6 +53,26 @@ def test_system_fixture_loads_uptime_and_process_states() -> None:
     assert event.message == "Debian GNU/Linux 12 (bookworm), 6.1.0-18-amd64"
     # The OS is a document: sent again only when it changes.
     assert collect(plugin).events == []
+
+
+def test_system_counts_the_users_of_the_host_roots_utmp(tmp_path: Path) -> None:
+    root = case("system", "odd-process-names")
+    plugin = SystemPlugin(SystemConfig(proc_root=str(root / "proc"), host_root=str(root / "host")))
+    # The fixture: boot, run level, a getty, alice and bob logged in, carol logged out.
+    assert by_key(collect(plugin))[key("system_users")] == 2
+    # glibc, pointed at the same file, reads the same sessions (psutil asks glibc).
+    libc = ctypes.CDLL(None)
+    assert libc.utmpxname(str(root / "host/run/utmp").encode()) == 0
+    try:
+        assert [u.name for u in psutil.users()] == ["alice", "bob"]
+    finally:
+        libc.utmpxname(b"/var/run/utmp")
+    # A record cut short at the end of the file (being written) is not counted.
+    (tmp_path / "run").mkdir()
+    whole = (root / "host/run/utmp").read_bytes()
+    (tmp_path / "run/utmp").write_bytes(whole + whole[-384 * 3 : -384 * 2][:200])
+    cut = SystemPlugin(SystemConfig(proc_root=str(root / "proc"), host_root=str(tmp_path)))
+    assert by_key(collect(cut))[key("system_users")] == 2
 
 
 def test_system_under_the_sdk_sink_gives_samples_and_the_os_event() -> None:
@@ -131,6 +152,21 @@ def test_processes_fixture_names_with_parentheses_and_one_stat_read_each() -> No
     assert [p["name"] for p in top] == ["systemd", "rsync"]  # 3172 and 900 resident pages
     assert top[0]["cpu_percent"] is None  # the first run has no previous one to compare
     assert top[0]["user"] == pwd.getpwuid(os.getuid()).pw_name
+
+
+def test_processes_owner_is_named_from_the_host_roots_passwd(tmp_path: Path) -> None:
+    root = case("system", "odd-process-names") / "proc"
+    uid = os.stat(root / "1").st_uid
+    (tmp_path / "etc").mkdir()
+    other = f"other:x:{uid + 1}:{uid + 1}::/:/bin/sh\n"
+    (tmp_path / "etc/passwd").write_text(f"{other}hostonly:x:{uid}:{uid}::/:/bin/sh\n")
+    config = ProcessesConfig(top=5, proc_root=str(root), host_root=str(tmp_path))
+    [event] = collect(ProcessesPlugin(config)).events
+    assert {p["user"] for p in event.data["processes"]} == {"hostonly"}
+    # A uid the host's passwd does not list is shown as the number.
+    (tmp_path / "etc/passwd").write_text(other)
+    [event] = collect(ProcessesPlugin(config)).events
+    assert {p["user"] for p in event.data["processes"]} == {str(uid)}
 
 
 def test_system_cheap_process_counts_from_proc_stat() -> None:
