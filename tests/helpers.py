@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -53,6 +54,16 @@ def private_nats(prefix: str = "unity-nats-") -> Iterator[NatsServer]:
     finally:
         server.stop()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def on_nats(ep: Endpoints, server: NatsServer) -> Endpoints:
+    """``ep`` with its NATS swapped for ``server`` (a private one), the rest unchanged."""
+    return replace(
+        ep,
+        nats_url=f"nats://127.0.0.1:{server.port}",
+        nats_user=server.user,
+        nats_password=server.password,
+    )
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from ingest.streams import ensure_consumers, ensure_streams
 from schemas import MetricBatch
 from sdk.discovery import discover
 from tests.conftest import Env
-from tests.helpers import private_nats
+from tests.helpers import on_nats, private_nats
 
 OUTAGE_S = 20.0
 pytestmark = pytest.mark.slow
@@ -71,12 +70,7 @@ async def test_every_batch_of_an_outage_arrives_in_order_once(
     env: Env, tmp_path: Path, restart: bool
 ) -> None:
     with private_nats("unity-outage-") as server:
-        ep = replace(
-            env.ep,
-            nats_url=f"nats://127.0.0.1:{server.port}",
-            nats_user=server.user,
-            nats_password=server.password,
-        )
+        ep = on_nats(env.ep, server)
         nc = await connect_nats(ep, "test-setup")
         await ensure_streams(nc.jetstream(), env.settings)
         await ensure_consumers(nc.jetstream(), env.settings)

@@ -120,23 +120,27 @@ def collector_environ(env: Env, tmp_path: Path, nats_url: str) -> dict[str, str]
     }
 
 
+async def start_collector(config: Path, environ: dict[str, str]) -> asyncio.subprocess.Process:
+    """``unity collector --config`` as a child, its stderr piped for the test to read."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "compose",
+        "collector",
+        "--config",
+        str(config),
+        env=environ,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_sigterm_finishes_flushes_and_exits(env: Env, tmp_path: Path) -> None:
     nc = await connect_nats(env.ep, "test")
     js = nc.jetstream()
     await ensure_streams(js, env.settings)
     path = tmp_path / "collector.toml"
     path.write_text(CONFIG.format(spool=tmp_path / "spool"))
-    environ = collector_environ(env, tmp_path, env.ep.nats_url)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "compose",
-        "collector",
-        "--config",
-        str(path),
-        env=environ,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_collector(path, collector_environ(env, tmp_path, env.ep.nats_url))
     assert proc.stderr is not None
     stderr = asyncio.create_task(proc.stderr.read())
     try:
@@ -212,16 +216,7 @@ async def test_sigterm_with_nats_down_keeps_everything_in_the_spool_for_the_next
     path = tmp_path / "collector.toml"
     path.write_text(SPOOLED.format(host=host, spool=spool))
     nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens: NATS is down all along
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "compose",
-        "collector",
-        "--config",
-        str(path),
-        env=collector_environ(env, tmp_path, nowhere),
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_collector(path, collector_environ(env, tmp_path, nowhere))
     assert proc.stderr is not None
     stderr = asyncio.create_task(proc.stderr.read())
     try:

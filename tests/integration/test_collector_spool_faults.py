@@ -13,7 +13,6 @@ import logging
 import shutil
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -30,7 +29,7 @@ from ingest.streams import ensure_streams
 from schemas import JSON, HealthReport, MetricBatch, encode
 from sdk import Metric, Plugin, Sink
 from tests.conftest import Env
-from tests.helpers import private_nats, wait_for
+from tests.helpers import on_nats, private_nats, wait_for
 
 
 class Small(Plugin):
@@ -132,12 +131,7 @@ async def test_a_spool_folder_removed_in_an_outage_is_made_again_and_the_loss_co
     host = f"spool-{uuid.uuid4().hex[:8]}"
     spool = tmp_path / "spool"
     with private_nats("unity-spool-faults-") as server:
-        ep = replace(
-            env.ep,
-            nats_url=f"nats://127.0.0.1:{server.port}",
-            nats_user=server.user,
-            nats_password=server.password,
-        )
+        ep = on_nats(env.ep, server)
         nc = await connect_nats(ep, "test-setup")
         await ensure_streams(nc.jetstream(), env.settings)
         await nc.close()

@@ -20,7 +20,7 @@ import pytest
 from compose import migrate
 from compose.embedded import NatsServer, PostgresServer, free_port
 from tests.conftest import Env
-from tests.helpers import running_worker
+from tests.helpers import on_nats, running_worker
 from tests.integration.ingest_support import (
     assert_exactly,
     dlq_size,
@@ -101,12 +101,7 @@ async def test_a_nats_restart_during_ingest_loses_and_doubles_nothing(
     server = NatsServer(server_dir, free_port(), "unity", uuid.uuid4().hex)
     await asyncio.to_thread(server.start)
     try:
-        ep = replace(
-            env.ep,
-            nats_url=f"nats://127.0.0.1:{server.port}",
-            nats_user=server.user,
-            nats_password=server.password,
-        )
+        ep = on_nats(env.ep, server)
         private = Env(env.settings, ep, env.root)
         settings = isolated_settings(ep, env.root, ingest_fetch=20, ingest_ack_wait_s=3.0)
         nc, js = await streams_ready(private)
