@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from api import (
+from unity.api import (
     catalogue,
     events,
     exposition,
@@ -26,17 +26,17 @@ from api import (
     replay,
     stream,
 )
-from api.auth import Authenticator
-from api.errors import ApiError, on_api_error, on_http_error, on_internal_error
-from api.hub import Hub
-from api.kv import ConfigBucket
-from api.limits import BodyLimit
-from api.metrics import ApiMetrics
-from api.openapi import document
-from api.operation import Operation, to_route
-from api.state import AppState
-from compose.connect import connect_nats, pg_pool, valkey_client
-from compose.settings import Endpoints, Settings
+from unity.api.auth import Authenticator
+from unity.api.errors import ApiError, on_api_error, on_http_error, on_internal_error
+from unity.api.hub import Hub
+from unity.api.kv import ConfigBucket
+from unity.api.limits import BodyLimit
+from unity.api.metrics import ApiMetrics
+from unity.api.openapi import document
+from unity.api.operation import Operation, to_route
+from unity.api.state import AppState
+from unity.compose.connect import connect_nats, pg_pool, valkey_client
+from unity.compose.settings import Endpoints, Settings
 
 PREFIX = "/api/v1"
 

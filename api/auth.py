@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import asyncpg
 from starlette.requests import Request
 
-from api.errors import ApiError
-from api.tokens import digest, grants
-from schemas.api import Scope
+from unity.api.errors import ApiError
+from unity.api.tokens import digest, grants
+from unity.schemas.api import Scope
 
 # A revoked token stops working within this many seconds on every API replica.
 CACHE_TTL_S = 5.0

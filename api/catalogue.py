@@ -5,14 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api import selectors
-from api.latest import PAGE, SELECTOR
-from api.operation import Operation
-from api.params import parse_page
-from api.responses import MsgspecResponse
-from api.rows import from_row
-from api.state import state_of
-from schemas.api import HostInfo, HostList, SeriesInfo, SeriesList
+from unity.api import selectors
+from unity.api.latest import PAGE, SELECTOR
+from unity.api.operation import Operation
+from unity.api.params import parse_page
+from unity.api.responses import MsgspecResponse
+from unity.api.rows import from_row
+from unity.api.state import state_of
+from unity.schemas.api import HostInfo, HostList, SeriesInfo, SeriesList
 
 
 async def series(request: Request) -> Response:

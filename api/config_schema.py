@@ -16,7 +16,7 @@ import referencing.exceptions
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from api.errors import ApiError
+from unity.api.errors import ApiError
 
 # Documents of every JSON type, empty: enough to walk a schema's top-level references.
 _PROBES: tuple[dict[str, Any] | list[Any] | int | str | None, ...] = (None, {}, [], 0, "")

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from schemas.api import ErrorBody, ErrorDetail
+from unity.schemas.api import ErrorBody, ErrorDetail
 
 _HTTP_CODES = {
     400: "bad_request",

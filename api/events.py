@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.errors import ApiError
-from api.latest import PAGE
-from api.operation import Operation, Param
-from api.params import TIME_FORMATS, TIME_SCHEMA, parse_page, parse_time
-from api.responses import MsgspecResponse
-from api.rows import from_row
-from api.state import state_of
-from schemas.api import EventItem, EventList
+from unity.api.errors import ApiError
+from unity.api.latest import PAGE
+from unity.api.operation import Operation, Param
+from unity.api.params import TIME_FORMATS, TIME_SCHEMA, parse_page, parse_time
+from unity.api.responses import MsgspecResponse
+from unity.api.rows import from_row
+from unity.api.state import state_of
+from unity.schemas.api import EventItem, EventList
 
 FILTERS = ("host", "plugin", "instance", "kind", "severity")
 

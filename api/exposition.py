@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.latest import latest_values, request_selector
-from api.metrics import render_latest
-from api.operation import Operation, Param
-from api.params import parse_bool
-from api.state import state_of
+from unity.api.latest import latest_values, request_selector
+from unity.api.metrics import render_latest
+from unity.api.operation import Operation, Param
+from unity.api.params import parse_bool
+from unity.api.state import state_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

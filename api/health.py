@@ -12,11 +12,11 @@ from nats.js.errors import Error as JetStreamError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.operation import Operation
-from api.responses import MsgspecResponse
-from api.state import AppState, state_of
-from ingest.streams import DURABLE
-from schemas.api import Check, ConsumerLag, HealthResponse, ReadyResponse
+from unity.api.operation import Operation
+from unity.api.responses import MsgspecResponse
+from unity.api.state import AppState, state_of
+from unity.ingest.streams import DURABLE
+from unity.schemas.api import Check, ConsumerLag, HealthResponse, ReadyResponse
 
 CHECK_TIMEOUT_S = 2.0
 

@@ -10,11 +10,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api import query as storage
-from api.errors import ApiError
-from api.latest import LEGACY, SELECTOR, request_selector
-from api.operation import Operation, Param
-from api.params import (
+from unity.api import query as storage
+from unity.api.errors import ApiError
+from unity.api.latest import LEGACY, SELECTOR, request_selector
+from unity.api.operation import Operation, Param
+from unity.api.params import (
     DURATION_SCHEMA,
     TIME_FORMATS,
     TIME_SCHEMA,
@@ -22,12 +22,12 @@ from api.params import (
     parse_duration,
     parse_time,
 )
-from api.responses import MsgspecResponse
-from api.rows import from_row
-from api.selectors import Selector
-from api.state import state_of
-from ingest.maintenance import Retention
-from schemas.api import QueryResponse, SeriesPoints
+from unity.api.responses import MsgspecResponse
+from unity.api.rows import from_row
+from unity.api.selectors import Selector
+from unity.api.state import state_of
+from unity.ingest.maintenance import Retention
+from unity.schemas.api import QueryResponse, SeriesPoints
 
 MAX_SERIES = 10_000
 MAX_STEP_S = 366 * 86400.0

@@ -26,11 +26,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import Error as JetStreamError
 from nats.js.errors import NotFoundError
 
-from api.errors import ApiError
-from api.metrics import ApiMetrics
-from api.selectors import Selector
-from schemas import DecodeError, MetricBatch, decode, epoch, token
-from schemas.api import StreamBatch, StreamSample
+from unity.api.errors import ApiError
+from unity.api.metrics import ApiMetrics
+from unity.api.selectors import Selector
+from unity.schemas import DecodeError, MetricBatch, decode, epoch, token
+from unity.schemas.api import StreamBatch, StreamSample
 
 _encoder = msgspec.json.Encoder()
 

@@ -9,8 +9,8 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
-from api.errors import ApiError
-from schemas import PluginSettings
+from unity.api.errors import ApiError
+from unity.schemas import PluginSettings
 
 HISTORY = 5
 _encoder = msgspec.json.Encoder()

@@ -11,14 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from valkey.exceptions import NoScriptError, ValkeyError
 
-from api import selectors
-from api.operation import Operation, Param
-from api.params import Page, parse_page
-from api.responses import MsgspecResponse
-from api.rows import from_row
-from api.state import AppState, state_of
-from ingest.cache import index_key, latest_key
-from schemas.api import LatestResponse, LatestSource, LatestValue
+from unity.api import selectors
+from unity.api.operation import Operation, Param
+from unity.api.params import Page, parse_page
+from unity.api.responses import MsgspecResponse
+from unity.api.rows import from_row
+from unity.api.state import AppState, state_of
+from unity.ingest.cache import index_key, latest_key
+from unity.schemas.api import LatestResponse, LatestSource, LatestValue
 
 SELECTOR = Param("selector", "query", {"type": "string"}, 'e.g. cpu_usage_percent{host="nas"}')
 LEGACY = (

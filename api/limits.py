@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, api_error_response
+from unity.api.errors import ApiError, api_error_response
 
 
 class BodyLimit:

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from schemas.api import LatestValue
+from unity.schemas.api import LatestValue
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")

@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
-from api.operation import Operation
-from schemas.api import ErrorBody
+from unity.api.operation import Operation
+from unity.schemas.api import ErrorBody
 
 REF = "#/components/schemas/{name}"
 _ERRORS = {

@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.errors import ApiError, api_error_response, error_response, internal_error_response
-from api.state import state_of
-from schemas.api import Scope
+from unity.api.errors import ApiError, api_error_response, error_response, internal_error_response
+from unity.api.state import state_of
+from unity.schemas.api import Scope
 
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")

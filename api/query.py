@@ -32,8 +32,8 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from ingest import timescale
-from ingest.maintenance import ORIGIN, Retention, floor
+from unity.ingest import timescale
+from unity.ingest.maintenance import ORIGIN, Retention, floor
 
 Aggregation = Literal["avg", "min", "max", "last", "sum", "count"]
 Resolution = Literal["raw", "1m", "1h"]

@@ -15,16 +15,16 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.config_schema import check_config, check_schema
-from api.errors import ApiError
-from api.latest import PAGE
-from api.operation import Operation, Param, path_int, read_body
-from api.params import TIME_FORMATS, TIME_SCHEMA, parse_bool, parse_page, parse_time
-from api.responses import MsgspecResponse
-from api.rows import from_row
-from api.state import AppState, state_of
-from schemas import PluginSettings, settings_key, token
-from schemas.api import (
+from unity.api.config_schema import check_config, check_schema
+from unity.api.errors import ApiError
+from unity.api.latest import PAGE
+from unity.api.operation import Operation, Param, path_int, read_body
+from unity.api.params import TIME_FORMATS, TIME_SCHEMA, parse_bool, parse_page, parse_time
+from unity.api.responses import MsgspecResponse
+from unity.api.rows import from_row
+from unity.api.state import AppState, state_of
+from unity.schemas import PluginSettings, settings_key, token
+from unity.schemas.api import (
     ConfigUpdate,
     PluginConfig,
     PluginHealth,

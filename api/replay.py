@@ -16,12 +16,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.errors import ApiError
-from api.operation import Operation, Param, read_body
-from api.params import in_range
-from api.responses import MsgspecResponse
-from api.state import state_of
-from ingest.replay import Replay, ReplayError
+from unity.api.errors import ApiError
+from unity.api.operation import Operation, Param, read_body
+from unity.api.params import in_range
+from unity.api.responses import MsgspecResponse
+from unity.api.state import state_of
+from unity.ingest.replay import Replay, ReplayError
 
 log = logging.getLogger(__name__)
 

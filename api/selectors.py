@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from api.errors import ApiError
+from unity.api.errors import ApiError
 
 Op = Literal["=", "!=", "=~", "!~"]
 COLUMNS = ("host", "plugin", "instance", "name")

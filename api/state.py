@@ -11,13 +11,13 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from starlette.requests import Request
 
-from compose.settings import Settings
+from unity.compose.settings import Settings
 
 if TYPE_CHECKING:
-    from api.auth import Authenticator
-    from api.hub import Hub
-    from api.kv import ConfigBucket
-    from api.metrics import ApiMetrics
+    from unity.api.auth import Authenticator
+    from unity.api.hub import Hub
+    from unity.api.kv import ConfigBucket
+    from unity.api.metrics import ApiMetrics
 
 
 @dataclass(slots=True)

@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api import selectors
-from api.errors import ApiError
-from api.hub import Hub, StreamClient
-from api.operation import Operation, Param
-from api.state import state_of
+from unity.api import selectors
+from unity.api.errors import ApiError
+from unity.api.hub import Hub, StreamClient
+from unity.api.operation import Operation, Param
+from unity.api.state import state_of
 
 RETRY_MS = 2000
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import asyncpg
 
-from api.rows import from_row
-from compose.connect import pg_connect
-from compose.settings import Endpoints
-from schemas.api import Scope, TokenInfo
+from unity.api.rows import from_row
+from unity.compose.connect import pg_connect
+from unity.compose.settings import Endpoints
+from unity.schemas.api import Scope, TokenInfo
 
 SECRET_PREFIX = "uty_"  # noqa: S105 -- a marker, not a secret
 SCOPES: tuple[Scope, ...] = ("read", "write", "admin")

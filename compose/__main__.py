@@ -1,5 +1,5 @@
 import sys
 
-from compose.cli import main
+from unity.compose.cli import main
 
 sys.exit(main())

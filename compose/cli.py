@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from compose import commands
-from compose.settings import SettingsError, load_settings
+from unity.compose import commands
+from unity.compose.settings import SettingsError, load_settings
 
 
 def _commands() -> dict[str, ModuleType]:

@@ -10,7 +10,7 @@ import nats
 import valkey.asyncio as valkey
 from nats.aio.client import Client as NATS
 
-from compose.settings import Endpoints, redact
+from unity.compose.settings import Endpoints, redact
 
 log = logging.getLogger(__name__)
 

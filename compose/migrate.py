@@ -11,8 +11,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import migrations
-from compose.settings import Endpoints
+from unity import migrations
+from unity.compose.settings import Endpoints
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
 

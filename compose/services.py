@@ -14,10 +14,10 @@ import socket
 
 import uvicorn
 
-from api.app import create_app
-from collectors.process import serve
-from compose.settings import Endpoints, Settings
-from ingest.service import Ingest
+from unity.api.app import create_app
+from unity.collectors.runtime.process import serve
+from unity.compose.settings import Endpoints, Settings
+from unity.ingest.service import Ingest
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def _finish(task: asyncio.Task[None], worker: Ingest) -> None:
 
 def run_ingest_workers(settings: Settings, count: int) -> int:
     """``count`` worker processes on the same durable consumer, supervised by this one."""
-    from ingest.workers import Workers
+    from unity.ingest.workers import Workers
 
     return Workers(settings, count).run()
 

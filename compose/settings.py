@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from schemas import Subjects
+from unity.schemas import Subjects
 
 ENV_PREFIX = "UNITY_"
 

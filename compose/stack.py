@@ -21,9 +21,9 @@ import asyncpg
 import nats.errors
 import sqlalchemy.exc
 
-from compose import migrate
-from compose.connect import connect_nats
-from compose.embedded import (
+from unity.compose import migrate
+from unity.compose.connect import connect_nats
+from unity.compose.embedded import (
     EmbeddedServer,
     NatsServer,
     PidFile,
@@ -32,8 +32,8 @@ from compose.embedded import (
     spawn,
     stop_process,
 )
-from compose.settings import Endpoints, Secrets, Settings, endpoints
-from ingest.streams import ensure_consumers, ensure_streams
+from unity.compose.settings import Endpoints, Secrets, Settings, endpoints
+from unity.ingest.streams import ensure_consumers, ensure_streams
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Service:
         if stale is not None:
             log.warning("stopping %s (pid %d) left by an earlier run", self.name, stale.pid)
             stop_process(stale, signal.SIGTERM, 20, self.name)
-        argv = [sys.executable, "-m", "compose", self.name]
+        argv = [sys.executable, "-m", "unity.compose", self.name]
         self.proc = spawn(argv, self.log_path, env=settings_env(self.settings))
         self.pidfile.write(self.proc.pid)
 
@@ -144,7 +144,7 @@ async def prepare(settings: Settings, ep: Endpoints) -> str | None:
     Returns that token's secret when one was created (first start only), else None. A server
     that fails any step is a StackError saying which step and which server.
     """
-    from api.tokens import ensure_admin_token
+    from unity.api.tokens import ensure_admin_token
 
     shown = ep.describe()
     with _step(f"migrating the database {shown['postgres']}"):

@@ -10,7 +10,7 @@ import msgspec
 import valkey.asyncio as valkey
 from valkey.exceptions import ValkeyError
 
-from schemas.api import LatestValue
+from unity.schemas.api import LatestValue
 
 log = logging.getLogger(__name__)
 

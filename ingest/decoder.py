@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 import msgspec
 from nats.aio.msg import Msg
 
-from ingest.catalogue import Catalogue, FastKey, SeriesKey, SeriesSpec, canonical_labels
-from ingest.copyformat import PG_EPOCH_US, ROW
-from ingest.lineprotocol import to_batches
-from schemas import (
+from unity.ingest.catalogue import Catalogue, FastKey, SeriesKey, SeriesSpec, canonical_labels
+from unity.ingest.copyformat import PG_EPOCH_US, ROW
+from unity.ingest.lineprotocol import to_batches
+from unity.schemas import (
     DecodeError,
     Event,
     HealthReport,
@@ -29,7 +29,7 @@ from schemas import (
     split_batch,
     token,
 )
-from schemas.api import LatestValue
+from unity.schemas.api import LatestValue
 
 Run = tuple[datetime, str, str, str, str, str, float, int]
 EventRow = tuple[datetime, str, str, str, str, str, str, str]

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from schemas import Subjects
+from unity.schemas import Subjects
 
 REASON = "Unity-Reason"
 ERROR = "Unity-Error"

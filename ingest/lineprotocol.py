@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from schemas import MetricBatch, Sample, token
+from unity.schemas import MetricBatch, Sample, token
 
 PLUGIN = "telegraf"
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.:-]")

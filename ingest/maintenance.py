@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from compose.connect import pg_connect
-from compose.settings import Endpoints, Settings
-from ingest import timescale
+from unity.compose.connect import pg_connect
+from unity.compose.settings import Endpoints, Settings
+from unity.ingest import timescale
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from ingest.pipeline import Stats
-from schemas import HealthReport, MetricBatch, Sample, Status
+from unity.ingest.pipeline import Stats
+from unity.schemas import HealthReport, MetricBatch, Sample, Status
 
 PLUGIN = "unity-ingest"
 

@@ -16,7 +16,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from compose.settings import Settings
+from unity.compose.settings import Settings
 
 DURABLE = "ingest"
 

@@ -19,8 +19,8 @@ from types import FrameType
 
 import msgspec
 
-from compose.embedded import spawn, stop_process
-from compose.settings import ENV_PREFIX, Settings
+from unity.compose.embedded import spawn, stop_process
+from unity.compose.settings import ENV_PREFIX, Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Workers:
         self._stopping = False
 
     def argv(self, name: str) -> list[str]:
-        return [sys.executable, "-m", "compose", "ingest", "--worker-name", name]
+        return [sys.executable, "-m", "unity.compose", "ingest", "--worker-name", name]
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"ingest-{name}.log"

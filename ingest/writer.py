@@ -14,9 +14,9 @@ from typing import Literal
 
 import asyncpg
 
-from ingest.catalogue import Catalogue
-from ingest.copyformat import copy_packed, with_series
-from ingest.decoder import Work
+from unity.ingest.catalogue import Catalogue
+from unity.ingest.copyformat import copy_packed, with_series
+from unity.ingest.decoder import Work
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Rules for evolving the contract are in ``schemas/README.md``: it only grows.
 """
 
-from schemas.codec import (
+from unity.schemas.codec import (
     JSON,
     MESSAGE_TYPES,
     MSGPACK,
@@ -13,9 +13,9 @@ from schemas.codec import (
     encode,
     media_type,
 )
-from schemas.plugin import MetricInfo, PluginInfo, PluginSettings, settings_key
-from schemas.subjects import Subjects
-from schemas.validate import (
+from unity.schemas.plugin import MetricInfo, PluginInfo, PluginSettings, settings_key
+from unity.schemas.subjects import Subjects
+from unity.schemas.validate import (
     MAX_FUTURE_S,
     MAX_HOST_LEN,
     MAX_INSTANCE_LEN,
@@ -37,7 +37,7 @@ from schemas.validate import (
     split_batch,
     token,
 )
-from schemas.wire import (
+from unity.schemas.wire import (
     WIRE_VERSION,
     Event,
     HealthReport,

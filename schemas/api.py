@@ -12,8 +12,8 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from schemas.plugin import MetricInfo
-from schemas.wire import Kind, Status
+from unity.schemas.plugin import MetricInfo
+from unity.schemas.wire import Kind, Status
 
 Scope = Literal["read", "write", "admin"]
 Source = Literal["builtin", "registered", "discovered"]

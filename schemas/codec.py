@@ -11,9 +11,9 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from schemas.plugin import PluginInfo, PluginSettings
-from schemas.validate import MAX_PAYLOAD_BYTES, check_message
-from schemas.wire import Event, HealthReport, MetricBatch
+from unity.schemas.plugin import PluginInfo, PluginSettings
+from unity.schemas.validate import MAX_PAYLOAD_BYTES, check_message
+from unity.schemas.wire import Event, HealthReport, MetricBatch
 
 __all__ = [
     "JSON",

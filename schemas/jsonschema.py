@@ -18,8 +18,8 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.codec import MESSAGE_TYPES
-from schemas.validate import (
+from unity.schemas.codec import MESSAGE_TYPES
+from unity.schemas.validate import (
     MAX_HOST_LEN,
     MAX_INSTANCE_LEN,
     MAX_LABEL_VALUE_LEN,

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
-from schemas.validate import token
-from schemas.wire import Kind
+from unity.schemas.validate import token
+from unity.schemas.wire import Kind
 
 __all__ = ["MetricInfo", "PluginInfo", "PluginSettings", "settings_key"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.validate import token
+from unity.schemas.validate import token
 
 __all__ = ["Subjects"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from schemas.wire import Event, HealthReport, MetricBatch, Sample
+from unity.schemas.wire import Event, HealthReport, MetricBatch, Sample
 
 __all__ = [
     "MAX_FUTURE_S",

@@ -4,11 +4,11 @@ Write a plugin by subclassing :class:`Plugin`; run it inside the collector (entr
 ``unity.plugins``) or as a process of its own with :func:`run`. See ``sdk/README.md``.
 """
 
-from sdk.connection import ConnectionSettings, ConnectionSettingsError
-from sdk.plugin import ConfigError, Health, Metric, NoConfig, Plugin
-from sdk.publisher import Publisher
-from sdk.sink import Sink, UndeclaredMetricError
-from sdk.standalone import Standalone, run
+from unity.sdk.connection import ConnectionSettings, ConnectionSettingsError
+from unity.sdk.plugin import ConfigError, Health, Metric, NoConfig, Plugin
+from unity.sdk.publisher import Publisher
+from unity.sdk.sink import Sink, UndeclaredMetricError
+from unity.sdk.standalone import Standalone, run
 
 __all__ = [
     "ConfigError",

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 import msgspec
 
-from schemas import (
+from unity.schemas import (
     JSON,
     MAX_PAYLOAD_BYTES,
     MAX_SAMPLES,
@@ -23,9 +23,9 @@ from schemas import (
     decode,
     encode,
 )
-from sdk.configkeys import lenient_structs
-from sdk.plugin import Plugin
-from sdk.runner import collect_once
+from unity.sdk.configkeys import lenient_structs
+from unity.sdk.plugin import Plugin
+from unity.sdk.runner import collect_once
 
 __all__ = ["Finding", "check", "check_metadata", "check_run"]
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client as NATS
 
-from schemas import Subjects
+from unity.schemas import Subjects
 
 __all__ = ["ConnectionSettings", "ConnectionSettingsError"]
 

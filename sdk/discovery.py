@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from sdk.plugin import Plugin
+from unity.sdk.plugin import Plugin
 
 __all__ = ["GROUP", "DiscoveryError", "discover", "load"]
 

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from schemas import Kind, MetricInfo, PluginInfo, Status
-from sdk.configkeys import unknown_key
-from sdk.sink import Sink
+from unity.schemas import Kind, MetricInfo, PluginInfo, Status
+from unity.sdk.configkeys import unknown_key
+from unity.sdk.sink import Sink
 
 __all__ = ["ConfigError", "Health", "Metric", "NoConfig", "Plugin"]
 
@@ -134,6 +134,17 @@ class Plugin(abc.ABC):
             metrics=[MetricInfo(m.name, m.unit, m.kind, m.description) for m in cls.metrics],
             config_schema=cls.config_schema(),
         )
+
+    def unavailable(self) -> str | None:
+        """Why this plugin cannot run on this host, in one line, or None when it can.
+
+        The collector's auto-detection calls it once, after construction and before
+        ``setup``, and runs only the plugins that answer None; ``unity collector --list``
+        shows each reason ("smartctl not found on PATH", "no /proc/mdstat", "needs the
+        'docker' extra: pip install 'unity-telemetry[docker]'"). It must be cheap and must
+        not fail: probe for a binary, a file or a socket, never collect.
+        """
+        return None
 
     def setup(self) -> None:
         """Prepare before the first run (open handles, probe devices)."""

@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 from nats.js.errors import Error as JetStreamError
 
-from schemas import (
+from unity.schemas import (
     JSON,
     MAX_PAYLOAD_BYTES,
     MSGPACK,

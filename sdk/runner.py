@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas import Event, HealthReport, MetricBatch, Status
-from sdk.plugin import Plugin
-from sdk.sink import Sink
+from unity.schemas import Event, HealthReport, MetricBatch, Status
+from unity.sdk.plugin import Plugin
+from unity.sdk.sink import Sink
 
 __all__ = ["RunResult", "collect_once", "run_events"]
 

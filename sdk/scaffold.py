@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from string import Template
 
-from sdk.check import ID_RE
+from unity.sdk.check import ID_RE
 
 __all__ = ["ScaffoldError", "scaffold"]
 
@@ -41,7 +41,7 @@ import shutil
 
 import msgspec
 
-import sdk
+from unity import sdk
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,9 +87,9 @@ from pathlib import Path
 import pytest
 
 from $module import Config, $cls
-from sdk import ConfigError
-from sdk.check import check
-from sdk.testing import collect
+from unity.sdk import ConfigError
+from unity.sdk.check import check
+from unity.sdk.testing import collect
 
 
 def test_values_match_the_filesystem(tmp_path: Path) -> None:

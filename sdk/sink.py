@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args
 
-from schemas import Sample, Severity, check_name
+from unity.schemas import Sample, Severity, check_name
 
 if TYPE_CHECKING:
-    from sdk.plugin import Metric
+    from unity.sdk.plugin import Metric
 
 __all__ = ["MAX_EVENTS", "PendingEvent", "Sink", "UndeclaredMetricError"]
 

@@ -26,12 +26,12 @@ from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
-from schemas import HealthReport, PluginSettings, settings_key
-from sdk.connection import ConnectionSettings
-from sdk.plugin import ConfigError, Plugin
-from sdk.publisher import Publisher
-from sdk.runner import RunResult, collect_once
-from sdk.sink import MAX_EVENTS
+from unity.schemas import HealthReport, PluginSettings, settings_key
+from unity.sdk.connection import ConnectionSettings
+from unity.sdk.plugin import ConfigError, Plugin
+from unity.sdk.publisher import Publisher
+from unity.sdk.runner import RunResult, collect_once
+from unity.sdk.sink import MAX_EVENTS
 
 __all__ = ["RunState", "Standalone", "add_arguments", "main", "parser", "run", "serve"]
 

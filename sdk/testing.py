@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from schemas import Sample
-from sdk.plugin import Plugin
-from sdk.runner import RunResult, collect_once
-from sdk.sink import Sink
+from unity.schemas import Sample
+from unity.sdk.plugin import Plugin
+from unity.sdk.runner import RunResult, collect_once
+from unity.sdk.sink import Sink
 
 __all__ = ["MemorySink", "collect", "run"]
 

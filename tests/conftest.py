@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from compose.settings import Endpoints, Settings
 from tests.servers import (
     TestServers,
     drop_database,
@@ -15,6 +14,7 @@ from tests.servers import (
     isolated_settings,
     start_servers,
 )
+from unity.compose.settings import Endpoints, Settings
 
 
 @pytest.fixture(scope="session")

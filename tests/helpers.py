@@ -13,10 +13,10 @@ from pathlib import Path
 
 import asyncpg
 
-from compose.embedded import NatsServer, free_port
-from compose.settings import Endpoints, Settings
-from ingest.service import Ingest
 from tests.conftest import Env
+from unity.compose.embedded import NatsServer, free_port
+from unity.compose.settings import Endpoints, Settings
+from unity.ingest.service import Ingest
 
 
 @contextlib.asynccontextmanager

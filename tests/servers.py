@@ -19,16 +19,16 @@ from typing import Any
 
 import asyncpg
 
-from compose import migrate
-from compose.embedded import (
+from unity.compose import migrate
+from unity.compose.embedded import (
     EmbeddedServer,
     NatsServer,
     PostgresServer,
     ValkeyServer,
     free_port,
 )
-from compose.settings import Endpoints, Settings, load_settings
-from ingest import timescale
+from unity.compose.settings import Endpoints, Settings, load_settings
+from unity.ingest import timescale
 
 TEMPLATE_DB = "unity_test_template"
 
@@ -177,7 +177,7 @@ async def drop_root(ep: Endpoints, settings: Settings) -> None:
     """Delete one test's streams and Valkey keys (matters when the servers are shared)."""
     from nats.js.errors import NotFoundError
 
-    from compose.connect import connect_nats, valkey_client
+    from unity.compose.connect import connect_nats, valkey_client
 
     nc = await connect_nats(ep, "unity-tests")
     try:

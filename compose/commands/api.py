@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from compose.settings import Settings, endpoints
+from unity.compose.settings import Settings, endpoints
 
 NAME = "api"
 HELP = "run the HTTP API"
@@ -16,6 +16,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from compose import services
+    from unity.compose import services
 
     return services.run_api(settings, endpoints(settings), args.workers or settings.api_workers)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from compose.settings import Settings, endpoints
+from unity.compose.settings import Settings, endpoints
 
 NAME = "collector"
 HELP = "run the collector for this host"
@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from collectors.process import serve
+    from unity.collectors.runtime.process import serve
 
     ep = None if args.once else endpoints(settings)
     return asyncio.run(serve(settings, ep, once=args.once, config_path=args.collector_config))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from compose.settings import Settings, endpoints
+from unity.compose.settings import Settings, endpoints
 
 NAME = "ingest"
 HELP = "run ingest workers on the shared durable consumer"
@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from compose import services
+    from unity.compose import services
 
     if args.workers < 1:
         raise SystemExit("unity ingest: --workers must be at least 1")

@@ -5,7 +5,7 @@ import asyncio
 import logging
 import signal
 
-from compose.settings import Endpoints, Settings, endpoints
+from unity.compose.settings import Endpoints, Settings, endpoints
 
 NAME = "maintain"
 HELP = "storage maintenance: partitions ahead, rollups, retention (a loop, or --once)"
@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 async def _serve(settings: Settings, ep: Endpoints, once: bool) -> int:
-    from ingest.maintenance import Maintainer
+    from unity.ingest.maintenance import Maintainer
 
     maintainer = Maintainer(settings, ep)
     await maintainer.start()

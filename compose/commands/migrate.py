@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from compose.settings import Settings, endpoints
+from unity.compose.settings import Settings, endpoints
 
 NAME = "migrate"
 HELP = "database schema migrations (Alembic)"
@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from compose import migrate  # alembic and SQLAlchemy: loaded only by this command
+    from unity.compose import migrate  # alembic and SQLAlchemy: loaded only by this command
 
     ep = endpoints(settings)
     action = args.action or "upgrade"

@@ -5,8 +5,8 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 
-from compose.connect import pg_connect
-from compose.settings import Settings, endpoints
+from unity.compose.connect import pg_connect
+from unity.compose.settings import Settings, endpoints
 
 NAME = "token"
 HELP = "API tokens: create (the secret is printed once), list, revoke"
@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from api.tokens import TokenError, create_token, list_tokens, revoke_token
+    from unity.api.tokens import TokenError, create_token, list_tokens, revoke_token
 
     conn = await pg_connect(endpoints(settings))
     try:

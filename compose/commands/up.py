@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from compose.settings import Settings
+from unity.compose.settings import Settings
 
 NAME = "up"
 HELP = "run the whole pipeline on embedded servers"
@@ -14,8 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from compose.embedded import ServerError
-    from compose.stack import Stack, StackError
+    from unity.compose.embedded import ServerError
+    from unity.compose.stack import Stack, StackError
 
     try:
         return Stack(settings).run()

@@ -18,14 +18,14 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.state import AppState
-from api.tokens import create_token
-from compose.connect import connect_nats
-from compose.embedded import free_port
-from ingest.streams import ensure_consumers, ensure_streams
-from schemas import MetricBatch, encode
 from tests.conftest import Env
+from unity.api.app import create_app
+from unity.api.state import AppState
+from unity.api.tokens import create_token
+from unity.compose.connect import connect_nats
+from unity.compose.embedded import free_port
+from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.schemas import MetricBatch, encode
 
 
 @dataclass

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from api.tokens import create_token, digest, ensure_admin_token, revoke_token
-from compose.cli import main
 from tests.api.conftest import Api, running_api
 from tests.conftest import Env
+from unity.api.tokens import create_token, digest, ensure_admin_token, revoke_token
+from unity.compose.cli import main
 
 
 async def test_reads_need_a_token_by_default(api: Api) -> None:

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.selectors import SelectorError, parse
-from schemas import Event, MetricBatch, Sample, encode
 from tests.api.conftest import (
     Api,
     eventually,
@@ -20,6 +18,8 @@ from tests.api.conftest import (
 )
 from tests.conftest import Env
 from tests.helpers import running_ingest
+from unity.api.selectors import SelectorError, parse
+from unity.schemas import Event, MetricBatch, Sample, encode
 
 NOW = time.time() - 30
 

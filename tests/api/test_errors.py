@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from api.operation import Operation, to_route
-from compose.embedded import free_port
-from schemas.api import PluginInfo
 from tests.api.conftest import Api
+from unity.api.operation import Operation, to_route
+from unity.compose.embedded import free_port
+from unity.schemas.api import PluginInfo
 
 
 def _closed_port(url: str) -> str:
@@ -66,7 +66,7 @@ async def test_a_handler_bug_is_a_json_500_logged_once(
     mount = api.app.routes[0]
     assert isinstance(mount, Mount)
     mount.routes.insert(0, to_route(broken))
-    with caplog.at_level(logging.ERROR, logger="api.operation"):
+    with caplog.at_level(logging.ERROR, logger="unity.api.operation"):
         resp = await api.get("/broken", scope=None)
     assert resp.status_code == 500
     error = resp.json()["error"]
@@ -74,7 +74,7 @@ async def test_a_handler_bug_is_a_json_500_logged_once(
     assert "ValidationError" not in error["message"] and "PluginInfo" not in error["message"]
     incident = re.search(r"incident (\w+)", error["message"])
     assert incident is not None
-    logged = [r for r in caplog.records if r.name == "api.operation"]
+    logged = [r for r in caplog.records if r.name == "unity.api.operation"]
     assert len(logged) == 1 and logged[0].exc_info is not None
     assert incident[1] in logged[0].getMessage()
     assert api.state.metrics.requests[("GET", "/broken", 500)] == 1  # its metric saw the 500

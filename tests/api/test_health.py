@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ingest.streams import DURABLE
-from schemas import MetricBatch, Sample
 from tests.api.conftest import Api, running_api, without_valkey
 from tests.conftest import Env
+from unity.ingest.streams import DURABLE
+from unity.schemas import MetricBatch, Sample
 
 
 async def test_ready_reports_consumer_pending_messages(api: Api) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 
-from collectors.memory import MemoryConfig, MemoryPlugin
-from collectors.runner import Collector
-from schemas import MetricBatch, decode
 from tests.api.conftest import Api, eventually
+from unity.collectors.plugins.memory import MemoryConfig, MemoryPlugin
+from unity.collectors.runtime.runner import Collector
+from unity.schemas import MetricBatch, decode
 
 
 async def test_interval_change_over_the_api_is_applied_by_the_running_collector(api: Api) -> None:

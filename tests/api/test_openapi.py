@@ -15,13 +15,13 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, Phase
 
-from api.app import create_app
-from api.tokens import create_token
-from compose.connect import connect_nats, pg_connect
-from compose.embedded import free_port
-from ingest.streams import ensure_consumers, ensure_streams
 from tests.api.conftest import Api
 from tests.conftest import Env
+from unity.api.app import create_app
+from unity.api.tokens import create_token
+from unity.compose.connect import connect_nats, pg_connect
+from unity.compose.embedded import free_port
+from unity.ingest.streams import ensure_consumers, ensure_streams
 
 # A live stream never ends, so a plain HTTP call cannot check it; tests/api/test_stream does.
 UNFUZZABLE = {"/api/v1/stream"}

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import httpx
 
-from api.latest import read_values
-from compose.connect import valkey_client
-from compose.embedded import free_port
-from compose.services import _listen
-from ingest.cache import read_latest, write_latest
-from schemas.api import LatestValue
 from tests.conftest import Env
 from tests.helpers import wait_for
 from tests.integration.ingest_support import Unity, unity_env
+from unity.api.latest import read_values
+from unity.compose.connect import valkey_client
+from unity.compose.embedded import free_port
+from unity.compose.services import _listen
+from unity.ingest.cache import read_latest, write_latest
+from unity.schemas.api import LatestValue
 
 
 def children_of(pid: int) -> set[int]:

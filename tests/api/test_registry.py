@@ -8,9 +8,9 @@ import msgspec
 import pytest
 from nats.js.errors import KeyNotFoundError
 
-from schemas import HealthReport, MetricBatch, Sample, encode, settings_key
 from tests.api.conftest import Api, eventually
 from tests.helpers import running_ingest
+from unity.schemas import HealthReport, MetricBatch, Sample, encode, settings_key
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -15,16 +15,16 @@ import httpx
 import pytest
 import uvicorn
 
-from api import hub, stream
-from api.app import create_app
-from api.state import AppState
-from api.tokens import create_token
-from compose.connect import connect_nats
-from compose.embedded import free_port
-from ingest.streams import ensure_streams
-from schemas import MetricBatch, Sample
 from tests.api.conftest import Api, eventually, running_api
 from tests.conftest import Env
+from unity.api import hub, stream
+from unity.api.app import create_app
+from unity.api.state import AppState
+from unity.api.tokens import create_token
+from unity.compose.connect import connect_nats
+from unity.compose.embedded import free_port
+from unity.ingest.streams import ensure_streams
+from unity.schemas import MetricBatch, Sample
 
 
 def _batch(i: int, host: str = "h1") -> MetricBatch:

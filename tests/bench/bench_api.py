@@ -44,14 +44,14 @@ from urllib.parse import urlencode
 
 import asyncpg
 
-from api.tokens import create_token
-from compose.connect import valkey_client
-from compose.embedded import free_port
-from compose.settings import Endpoints, Settings
-from ingest.cache import write_latest
-from ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
-from schemas.api import LatestValue
 from tests.servers import fresh_database, isolated_settings, start_servers
+from unity.api.tokens import create_token
+from unity.compose.connect import valkey_client
+from unity.compose.embedded import free_port
+from unity.compose.settings import Endpoints, Settings
+from unity.ingest.cache import write_latest
+from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
+from unity.schemas.api import LatestValue
 
 DAY = timedelta(days=1)
 CONCURRENCY = 50
@@ -166,7 +166,7 @@ def api_process(
     with log.open("ab") as fh:
         # `-m` puts the working directory first on sys.path: the build's own packages load.
         return subprocess.Popen(
-            [sys.executable, "-m", "compose", "api"],
+            [sys.executable, "-m", "unity.compose", "api"],
             env=env,
             cwd=build.root,
             stdout=fh,

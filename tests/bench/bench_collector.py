@@ -37,10 +37,10 @@ from pathlib import Path
 
 import psutil
 
-from compose.connect import connect_nats
-from compose.embedded import NatsServer, free_port
-from compose.settings import Endpoints, load_settings
-from ingest.streams import ensure_streams
+from unity.compose.connect import connect_nats
+from unity.compose.embedded import NatsServer, free_port
+from unity.compose.settings import Endpoints, load_settings
+from unity.ingest.streams import ensure_streams
 
 EXPORTER = "prometheus-node-exporter"
 
@@ -171,7 +171,7 @@ def main() -> None:
             "UNITY_DATA_DIR": str(data / "unity"),
             "UNITY_LOG_LEVEL": "WARNING",
         }
-        argv = [sys.executable, "-m", "compose", "collector", "--config"]
+        argv = [sys.executable, "-m", "unity.compose", "collector", "--config"]
         collector = start([*argv, str(full)], env)
         collector_lite = start([*argv, str(lite)], env)
         port = free_port()

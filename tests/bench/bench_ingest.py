@@ -43,17 +43,17 @@ import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from compose.connect import connect_nats
-from compose.settings import Endpoints, Settings
-from ingest.catalogue import Catalogue, SeriesKey
-from ingest.copyformat import copy_data, copy_packed
-from ingest.decoder import Decoder
-from ingest.maintenance import maintain
-from ingest.streams import DURABLE, ensure_consumers, ensure_streams
-from schemas import MetricBatch, Sample, decode, encode
 from tests.integration.ingest_support import child_env
 from tests.servers import TestServers, drop_database, drop_root, fresh_database, isolated_settings
 from tests.servers import start_servers as session_servers
+from unity.compose.connect import connect_nats
+from unity.compose.settings import Endpoints, Settings
+from unity.ingest.catalogue import Catalogue, SeriesKey
+from unity.ingest.copyformat import copy_data, copy_packed
+from unity.ingest.decoder import Decoder
+from unity.ingest.maintenance import maintain
+from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
+from unity.schemas import MetricBatch, Sample, decode, encode
 
 PER_MESSAGE = 100
 HOSTS = 10  # x 100 label values = 1 000 series
@@ -152,7 +152,7 @@ def ingest_env(ep: Endpoints, settings: Settings, data: Path) -> dict[str, str]:
 def spawn_ingest(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "compose", "ingest", *args],
+            [sys.executable, "-m", "unity.compose", "ingest", *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import asyncpg
 
-from api.query import Resolution, plan
-from api.query import prepare as prepare_query
-from api.query import query as run_query
-from compose import migrate
-from compose.embedded import PostgresServer, free_port
-from compose.settings import Endpoints, load_settings
-from ingest import timescale
-from ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
+from unity.api.query import Resolution, plan
+from unity.api.query import prepare as prepare_query
+from unity.api.query import query as run_query
+from unity.compose import migrate
+from unity.compose.embedded import PostgresServer, free_port
+from unity.compose.settings import Endpoints, load_settings
+from unity.ingest import timescale
+from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
 
 HOUR = timedelta(hours=1)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import nats
 from nats.js.api import StreamConfig
 
-from compose.embedded import NatsServer, free_port
-from schemas import MetricBatch, Sample, Subjects
-from sdk import Publisher
+from unity.compose.embedded import NatsServer, free_port
+from unity.schemas import MetricBatch, Sample, Subjects
+from unity.sdk import Publisher
 
 
 def batches(n: int, samples: int) -> list[MetricBatch]:
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     # The first publish of each round fails on purpose (no stream yet); its warning is noise here.
-    logging.getLogger("sdk.publisher").setLevel(logging.ERROR)
+    logging.getLogger("unity.sdk.publisher").setLevel(logging.ERROR)
     asyncio.run(bench(args.batches, args.samples, args.rounds))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdk import Plugin, Sink
+from unity.sdk import Plugin, Sink
 
 TESTDATA = Path(__file__).parent / "testdata"
 

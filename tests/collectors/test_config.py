@@ -6,14 +6,19 @@ from typing import Any
 import msgspec
 import pytest
 
-from collectors.config import ConfigError, check_plugin_fields, load_config, parse_config
-from collectors.cpu import CpuConfig, CpuPlugin
-from collectors.disk import DiskPlugin
-from collectors.gpu import GpuConfig, GpuPlugin
-from collectors.memory import MemoryPlugin
-from collectors.sensors import SensorsPlugin
-from sdk import Plugin, Sink
-from sdk.discovery import discover
+from unity.collectors.plugins.cpu import CpuConfig, CpuPlugin
+from unity.collectors.plugins.disk import DiskPlugin
+from unity.collectors.plugins.gpu import GpuConfig, GpuPlugin
+from unity.collectors.plugins.memory import MemoryPlugin
+from unity.collectors.plugins.sensors import SensorsPlugin
+from unity.collectors.runtime.config import (
+    ConfigError,
+    check_plugin_fields,
+    load_config,
+    parse_config,
+)
+from unity.sdk import Plugin, Sink
+from unity.sdk.discovery import discover
 
 AVAILABLE: dict[str, type[Plugin]] = {
     "cpu": CpuPlugin,
@@ -159,7 +164,9 @@ def test_a_plugin_config_field_named_like_a_scheduler_key_is_rejected() -> None:
 
 
 def test_no_built_in_plugin_has_a_config_field_named_like_a_scheduler_key() -> None:
-    built_in = [cls for cls in discover().values() if cls.__module__.startswith("collectors.")]
+    built_in = [
+        cls for cls in discover().values() if cls.__module__.startswith("unity.collectors.")
+    ]
     assert len(built_in) >= 9
     for cls in built_in:
         check_plugin_fields(cls, f"plugins.{cls.id}")

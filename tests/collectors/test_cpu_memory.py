@@ -3,9 +3,9 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from collectors.cpu import CpuConfig, CpuPlugin
-from collectors.memory import MemoryConfig, MemoryPlugin
 from tests.collectors.helpers import by_key, case, collect, key
+from unity.collectors.plugins.cpu import CpuConfig, CpuPlugin
+from unity.collectors.plugins.memory import MemoryConfig, MemoryPlugin
 
 TICK = 100  # USER_HZ: /proc/stat counts in 1/100 s
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from collectors.disk import DiskConfig, DiskPlugin, read_mounts
-from collectors.diskio import DiskIOConfig, DiskIOPlugin
-from collectors.hostfs import namespaced
-from collectors.net import NetConfig, NetPlugin
 from tests.collectors.helpers import by_key, case, collect, key
+from unity.collectors.hostfs import namespaced
+from unity.collectors.plugins.disk import DiskConfig, DiskPlugin, read_mounts
+from unity.collectors.plugins.diskio import DiskIOConfig, DiskIOPlugin
+from unity.collectors.plugins.net import NetConfig, NetPlugin
 
 
 @pytest.fixture

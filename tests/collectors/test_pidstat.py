@@ -8,14 +8,14 @@ import shutil
 import threading
 from pathlib import Path
 
-from collectors.config import AgentConfig, CollectorConfig
-from collectors.pidstat import Snapshot, collection_tick, snapshot
-from collectors.processes import ProcessesConfig, ProcessesPlugin
-from collectors.runner import Collector
-from collectors.system import SystemConfig, SystemPlugin
-from compose.settings import load_settings
-from sdk import Plugin, Sink
 from tests.collectors.helpers import by_key, case, collect, key
+from unity.collectors.pidstat import Snapshot, collection_tick, snapshot
+from unity.collectors.plugins.processes import ProcessesConfig, ProcessesPlugin
+from unity.collectors.plugins.system import SystemConfig, SystemPlugin
+from unity.collectors.runtime.config import AgentConfig, CollectorConfig
+from unity.collectors.runtime.runner import Collector
+from unity.compose.settings import load_settings
+from unity.sdk import Plugin, Sink
 
 
 def fixture_copy(tmp_path: Path) -> Path:

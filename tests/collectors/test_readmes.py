@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 
-import collectors
-from collectors.agent import AgentPlugin
-from collectors.config import parse_config
-from sdk import Plugin
-from sdk.discovery import discover
+from unity import collectors
+from unity.collectors.runtime.agent import AgentPlugin
+from unity.collectors.runtime.config import parse_config
+from unity.sdk import Plugin
+from unity.sdk.discovery import discover
 
-ROOT = Path(collectors.__file__).parent
+PLUGINS = Path(collectors.__file__).parent / "plugins"
+AGENT = Path(collectors.__file__).parent / "runtime" / "agent"
 BUILTINS = ("cpu", "memory", "disk", "diskio", "net", "system", "processes", "sensors", "gpu")
+
+
+def folder_of(name: str) -> Path:
+    return AGENT if name == "agent" else PLUGINS / name
 
 
 def plugin_class(folder: str) -> type[Plugin]:
@@ -24,8 +29,8 @@ def plugin_class(folder: str) -> type[Plugin]:
 
 @pytest.mark.parametrize("folder", [*BUILTINS, "agent"])
 def test_readme_embeds_sample_and_lists_every_metric(folder: str) -> None:
-    readme = (ROOT / folder / "README.md").read_text()
-    sample = (ROOT / folder / "sample.toml").read_text()
+    readme = (folder_of(folder) / "README.md").read_text()
+    sample = (folder_of(folder) / "sample.toml").read_text()
     assert f"```toml\n{sample}```" in readme, "README must embed sample.toml verbatim"
     for section in ("## Configuration", "## Metrics", "## Example output"):
         assert section in readme
@@ -41,7 +46,7 @@ def test_readme_embeds_sample_and_lists_every_metric(folder: str) -> None:
 
 @pytest.mark.parametrize("folder", [*BUILTINS, "agent"])
 def test_sample_is_a_valid_collector_config(folder: str) -> None:
-    sample = tomllib.loads((ROOT / folder / "sample.toml").read_text())
+    sample = tomllib.loads((folder_of(folder) / "sample.toml").read_text())
     config = parse_config(sample, discover(), "h")
     if folder != "agent":
         [spec] = config.plugins
@@ -54,9 +59,9 @@ def test_sample_is_a_valid_collector_config(folder: str) -> None:
 def test_every_builtin_is_an_entry_point_and_has_a_folder() -> None:
     found = discover()
     for name in BUILTINS:
-        assert found[name].__module__ == f"collectors.{name}"
-    folders = {p.parent.name for p in ROOT.glob("*/README.md")}
-    assert folders == {*BUILTINS, "agent"}
+        assert found[name].__module__ == f"unity.collectors.plugins.{name}"
+    folders = {p.parent.name for p in PLUGINS.glob("*/README.md")}
+    assert folders == set(BUILTINS)
 
 
 def test_every_metric_name_is_declared_once_and_namespaced() -> None:

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
-from collectors.agent import AgentPlugin
-from collectors.config import AgentConfig, CollectorConfig
-from collectors.runner import Collector, Timing, next_tick
-from compose.settings import load_settings
-from schemas import HealthReport, MetricBatch
-from sdk import Health, Metric, Plugin, Sink
+from unity.collectors.runtime.agent import AgentPlugin
+from unity.collectors.runtime.config import AgentConfig, CollectorConfig
+from unity.collectors.runtime.runner import Collector, Timing, next_tick
+from unity.compose.settings import load_settings
+from unity.schemas import HealthReport, MetricBatch
+from unity.sdk import Health, Metric, Plugin, Sink
 
 INTERVAL = 0.5
 
@@ -274,7 +274,7 @@ async def test_self_metrics_report_drops_in_a_counter_and_a_degraded_health() ->
 
 
 async def test_events_go_to_the_events_subject_with_their_own_msg_ids() -> None:
-    from collectors.system import SystemPlugin
+    from unity.collectors.plugins.system import SystemPlugin
 
     c = collector([SystemPlugin()])
     await c.start(connect=False)

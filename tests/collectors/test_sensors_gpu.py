@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from collectors.gpu import GpuConfig, GpuError, GpuPlugin
-from collectors.sensors import SensorsConfig, SensorsError, SensorsPlugin
 from tests.collectors.fake_tool import calls, install
 from tests.collectors.helpers import by_key, case, collect, key
+from unity.collectors.plugins.gpu import GpuConfig, GpuError, GpuPlugin
+from unity.collectors.plugins.sensors import SensorsConfig, SensorsError, SensorsPlugin
 
 
 def test_sensors_desktop_hwmon_and_thermal_zones() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.spool import DiskSpool, Message, Outbox, SpoolError
+from unity.collectors.runtime.spool import DiskSpool, Message, Outbox, SpoolError
 
 
 def msg(n: int, size: int = 10) -> Message:

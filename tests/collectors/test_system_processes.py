@@ -12,10 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from collectors.processes import ProcessesConfig, ProcessesPlugin
-from collectors.system import SystemConfig, SystemPlugin
-from sdk import Sink
 from tests.collectors.helpers import by_key, case, collect, key
+from unity.collectors.plugins.processes import ProcessesConfig, ProcessesPlugin
+from unity.collectors.plugins.system import SystemConfig, SystemPlugin
+from unity.sdk import Sink
 
 
 def test_system_fixture_loads_uptime_and_process_states() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas import (
+from unity.schemas import (
     Event,
     HealthReport,
     MetricBatch,

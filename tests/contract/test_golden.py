@@ -14,9 +14,9 @@ import jsonschema
 import msgspec
 import pytest
 
-from schemas import JSON, MESSAGE_TYPES, MSGPACK, WireMessage, decode, encode
-from schemas.jsonschema import SCHEMA_DIR, file_name
 from tests.contract.messages import GOLDEN
+from unity.schemas import JSON, MESSAGE_TYPES, MSGPACK, WireMessage, decode, encode
+from unity.schemas.jsonschema import SCHEMA_DIR, file_name
 
 HERE = Path(__file__).parent / "golden"
 NAMES = sorted(GOLDEN)

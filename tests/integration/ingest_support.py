@@ -17,11 +17,11 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
-from compose.connect import connect_nats
-from compose.settings import Endpoints
-from ingest.streams import DURABLE, ensure_consumers, ensure_streams
-from schemas import HealthReport, MetricBatch, Sample, encode
 from tests.conftest import Env
+from unity.compose.connect import connect_nats
+from unity.compose.settings import Endpoints
+from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
+from unity.schemas import HealthReport, MetricBatch, Sample, encode
 
 # An hour ago, whole seconds: inside the partitions that exist, never in the future.
 BASE_TS = float(int(time.time()) - 3600)
@@ -193,7 +193,7 @@ class Unity:
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "compose", *args],
+                [sys.executable, "-m", "unity.compose", *args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -12,12 +12,12 @@ import msgspec
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from collectors.config import parse_config
-from collectors.cpu import CpuConfig
-from collectors.runner import Collector
-from compose.connect import connect_nats
-from sdk.discovery import discover
 from tests.conftest import Env
+from unity.collectors.plugins.cpu import CpuConfig
+from unity.collectors.runtime.config import parse_config
+from unity.collectors.runtime.runner import Collector
+from unity.compose.connect import connect_nats
+from unity.sdk.discovery import discover
 
 
 async def eventually(check: Callable[[], bool], within: float = 15.0) -> None:

@@ -19,16 +19,16 @@ import asyncpg
 import msgspec
 import pytest
 
-from collectors.config import parse_config
-from collectors.runner import Collector, Timing
-from compose.connect import connect_nats
-from compose.settings import Endpoints
-from ingest.service import Ingest
-from ingest.streams import ensure_consumers, ensure_streams
-from schemas import MetricBatch
-from sdk.discovery import discover
 from tests.conftest import Env
 from tests.helpers import on_nats, private_nats
+from unity.collectors.runtime.config import parse_config
+from unity.collectors.runtime.runner import Collector, Timing
+from unity.compose.connect import connect_nats
+from unity.compose.settings import Endpoints
+from unity.ingest.service import Ingest
+from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.schemas import MetricBatch
+from unity.sdk.discovery import discover
 
 OUTAGE_S = 20.0
 pytestmark = pytest.mark.slow

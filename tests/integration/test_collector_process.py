@@ -15,17 +15,17 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from collectors.config import parse_config
-from collectors.runner import Collector
-from collectors.spool import DiskSpool
-from compose.cli import main
-from compose.connect import connect_nats
-from compose.embedded import free_port
-from ingest.streams import ensure_streams
-from schemas import HealthReport, MetricBatch
-from sdk.discovery import discover
 from tests.conftest import Env
 from tests.helpers import wait_for
+from unity.collectors.runtime.config import parse_config
+from unity.collectors.runtime.runner import Collector
+from unity.collectors.runtime.spool import DiskSpool
+from unity.compose.cli import main
+from unity.compose.connect import connect_nats
+from unity.compose.embedded import free_port
+from unity.ingest.streams import ensure_streams
+from unity.schemas import HealthReport, MetricBatch
+from unity.sdk.discovery import discover
 
 CONFIG = """
 [agent]
@@ -125,7 +125,7 @@ async def start_collector(config: Path, environ: dict[str, str]) -> asyncio.subp
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "compose",
+        "unity.compose",
         "collector",
         "--config",
         str(config),

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import msgspec
 
-from collectors.config import AgentConfig, CollectorConfig
-from collectors.runner import Collector
-from collectors.sender import Sender
-from collectors.spool import DiskSpool, Message, Outbox, SpoolError
-from compose.connect import connect_nats
-from ingest.streams import ensure_streams
-from schemas import JSON, HealthReport, encode
-from sdk import Metric, Plugin, Sink
 from tests.conftest import Env
 from tests.helpers import wait_for
+from unity.collectors.runtime.config import AgentConfig, CollectorConfig
+from unity.collectors.runtime.runner import Collector
+from unity.collectors.runtime.sender import Sender
+from unity.collectors.runtime.spool import DiskSpool, Message, Outbox, SpoolError
+from unity.compose.connect import connect_nats
+from unity.ingest.streams import ensure_streams
+from unity.schemas import JSON, HealthReport, encode
+from unity.sdk import Metric, Plugin, Sink
 
 
 class Huge(Plugin):

@@ -19,17 +19,17 @@ import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from collectors.config import AgentConfig, CollectorConfig
-from collectors.runner import Collector
-from collectors.sender import Sender
-from collectors.spool import DiskSpool, Message, Outbox
-from compose.connect import connect_nats
-from compose.settings import Endpoints
-from ingest.streams import ensure_streams
-from schemas import JSON, HealthReport, MetricBatch, encode
-from sdk import Metric, Plugin, Sink
 from tests.conftest import Env
 from tests.helpers import on_nats, private_nats, wait_for
+from unity.collectors.runtime.config import AgentConfig, CollectorConfig
+from unity.collectors.runtime.runner import Collector
+from unity.collectors.runtime.sender import Sender
+from unity.collectors.runtime.spool import DiskSpool, Message, Outbox
+from unity.compose.connect import connect_nats
+from unity.compose.settings import Endpoints
+from unity.ingest.streams import ensure_streams
+from unity.schemas import JSON, HealthReport, MetricBatch, encode
+from unity.sdk import Metric, Plugin, Sink
 
 
 class Small(Plugin):
@@ -205,7 +205,7 @@ class Flaky(Outbox):
 async def test_the_sender_outlives_an_unexpected_error_and_goes_on(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="collectors.sender")
+    caplog.set_level(logging.INFO, logger="unity.collectors.runtime.sender")
     nc = await connect_nats(env.ep, "test")
     try:
         js = nc.jetstream()

@@ -9,9 +9,11 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from compose.connect import connect_nats
-from ingest.streams import ensure_consumers, ensure_streams
-from schemas import (
+from tests.conftest import Env
+from tests.helpers import count, running_ingest, wait_for
+from unity.compose.connect import connect_nats
+from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.schemas import (
     MAX_HOST_LEN,
     MAX_INSTANCE_LEN,
     MAX_LABELS,
@@ -26,8 +28,6 @@ from schemas import (
     Sample,
     encode,
 )
-from tests.conftest import Env
-from tests.helpers import count, running_ingest, wait_for
 
 GOOD = {"name": "good_metric", "value": 1.0}
 

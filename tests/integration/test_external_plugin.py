@@ -15,10 +15,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from schemas import HealthReport
 from tests.api.conftest import running_api
 from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
+from unity.schemas import HealthReport
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "sdk" / "examples" / "dirstat"
@@ -79,7 +79,9 @@ def test_installed_package_is_discovered_by_entry_point(site: Path, tmp_path: Pa
     assert out.stdout.startswith("True ") and "'dirstat'" in out.stdout
     config = tmp_path / "dirstat.toml"
     config.write_text(f'paths = ["{tmp_path}"]\n')
-    checked = python(site, "-m", "compose", "plugin", "check", "dirstat", "--config", str(config))
+    checked = python(
+        site, "-m", "unity.compose", "plugin", "check", "dirstat", "--config", str(config)
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "dirstat: ok" in checked.stdout
 
@@ -158,7 +160,7 @@ async def test_plugin_run_by_entry_point_id_once_prints_the_report_and_stores_th
     async with running_ingest(env):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            *("-m", "compose", "plugin", "run", "dirstat", "--once", "--config", str(config)),
+            *("-m", "unity.compose", "plugin", "run", "dirstat", "--once", "--config", str(config)),
             env=plugin_env(site, env),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

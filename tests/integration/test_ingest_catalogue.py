@@ -6,9 +6,9 @@ import asyncio
 
 import asyncpg
 
-from ingest.catalogue import Catalogue, SeriesKey, SeriesSpec, canonical_labels
 from tests.conftest import Env
 from tests.helpers import count
+from unity.ingest.catalogue import Catalogue, SeriesKey, SeriesSpec, canonical_labels
 
 SERIES = 2000
 

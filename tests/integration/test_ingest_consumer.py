@@ -8,8 +8,6 @@ import asyncio
 import asyncpg
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from compose.connect import connect_nats
-from ingest.streams import DURABLE, ensure_streams, ingest_filters
 from tests.conftest import Env
 from tests.helpers import running_ingest, running_worker
 from tests.integration.ingest_support import (
@@ -22,6 +20,8 @@ from tests.integration.ingest_support import (
     wait_until,
 )
 from tests.servers import isolated_settings
+from unity.compose.connect import connect_nats
+from unity.ingest.streams import DURABLE, ensure_streams, ingest_filters
 
 ACK_WAIT_S = 2.0
 

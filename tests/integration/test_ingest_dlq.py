@@ -11,8 +11,6 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from ingest import dlq
-from schemas import MSGPACK, Event, HealthReport, MetricBatch, Sample, encode
 from tests.conftest import Env
 from tests.helpers import running_ingest
 from tests.integration.ingest_support import (
@@ -24,6 +22,8 @@ from tests.integration.ingest_support import (
     unity_env,
     wait_until,
 )
+from unity.ingest import dlq
+from unity.schemas import MSGPACK, Event, HealthReport, MetricBatch, Sample, encode
 
 TELEGRAF = Path(__file__).parents[1] / "unit" / "testdata" / "lineprotocol" / "telegraf-1.32.lp"
 
@@ -120,7 +120,7 @@ async def test_flood_of_malformed_and_valid_messages(env: Env, tmp_path: Path) -
 
 
 async def _dead_count(worker: object, n: int) -> bool:
-    from ingest.service import Ingest
+    from unity.ingest.service import Ingest
 
     assert isinstance(worker, Ingest)
     return worker.stats.dead_lettered >= n
@@ -166,7 +166,7 @@ async def test_telegraf_line_protocol_is_stored_as_series(env: Env) -> None:
 
 
 async def _messages(worker: object, n: int) -> bool:
-    from ingest.service import Ingest
+    from unity.ingest.service import Ingest
 
     assert isinstance(worker, Ingest)
     return worker.stats.messages >= n

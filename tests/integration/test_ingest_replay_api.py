@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from api.app import create_app
-from api.tokens import create_token
 from tests.conftest import Env
 from tests.helpers import running_ingest
 from tests.integration.ingest_support import (
@@ -19,6 +17,8 @@ from tests.integration.ingest_support import (
     streams_ready,
     wait_until,
 )
+from unity.api.app import create_app
+from unity.api.tokens import create_token
 
 
 async def test_admin_replay_restores_lost_rows_and_reports_progress(env: Env) -> None:

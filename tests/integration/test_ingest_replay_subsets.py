@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from compose.connect import pg_pool
-from ingest.replay import Replay
 from tests.conftest import Env
 from tests.helpers import running_ingest
 from tests.integration.ingest_support import (
@@ -21,6 +19,8 @@ from tests.integration.ingest_support import (
     streams_ready,
     wait_until,
 )
+from unity.compose.connect import pg_pool
+from unity.ingest.replay import Replay
 
 
 async def _ingest_all(env: Env, samples: int) -> None:

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from compose import migrate
-from compose.embedded import NatsServer, PostgresServer, free_port
 from tests.conftest import Env
 from tests.helpers import on_nats, running_worker
 from tests.integration.ingest_support import (
@@ -30,6 +28,8 @@ from tests.integration.ingest_support import (
     wait_until,
 )
 from tests.servers import isolated_settings
+from unity.compose import migrate
+from unity.compose.embedded import NatsServer, PostgresServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,7 @@ async def test_a_postgres_restart_during_ingest_loses_and_doubles_nothing(
         settings = isolated_settings(ep, env.root, ingest_fetch=20, ingest_ack_wait_s=3.0)
         nc, js = await streams_ready(private)
         published = await publish_batches(js, private, MESSAGES)
-        caplog.set_level(logging.WARNING, logger="ingest.pipeline")
+        caplog.set_level(logging.WARNING, logger="unity.ingest.pipeline")
         async with running_worker(settings, ep) as worker:
             before = await _drain_a_quarter(private, published.samples)
             await asyncio.to_thread(server.stop)

@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from alembic.script import ScriptDirectory
 
-from compose import migrate
-from ingest import timescale
 from tests.conftest import Env
+from unity.compose import migrate
+from unity.ingest import timescale
 
 TABLES = {
     "series",
@@ -53,7 +54,8 @@ async def _expected(env: Env) -> set[str]:
 async def test_upgrade_downgrade_upgrade(env: Env) -> None:
     expected = await _expected(env)
     assert await _relations(env) == expected
-    assert "0003 (head)" in await migrate.current(env.ep)
+    head = ScriptDirectory(migrate.SCRIPT_LOCATION).get_current_head()
+    assert f"{head} (head)" in await migrate.current(env.ep)
     await migrate.downgrade(env.ep, "base")
     assert await _relations(env) == set()
     await migrate.upgrade(env.ep)

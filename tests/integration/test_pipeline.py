@@ -8,17 +8,17 @@ from collections.abc import AsyncIterator
 import httpx
 import msgspec
 
-from api.app import create_app
-from api.tokens import create_token
-from collectors.cpu import CpuPlugin
-from collectors.memory import MemoryPlugin
-from collectors.runner import Collector
-from compose.connect import connect_nats
-from ingest.service import Ingest
-from ingest.streams import ensure_consumers, ensure_streams
-from schemas import MetricBatch, Sample, encode
 from tests.conftest import Env
 from tests.helpers import count, running_ingest, wait_for
+from unity.api.app import create_app
+from unity.api.tokens import create_token
+from unity.collectors.plugins.cpu import CpuPlugin
+from unity.collectors.plugins.memory import MemoryPlugin
+from unity.collectors.runtime.runner import Collector
+from unity.compose.connect import connect_nats
+from unity.ingest.service import Ingest
+from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.schemas import MetricBatch, Sample, encode
 
 
 @contextlib.asynccontextmanager

@@ -20,10 +20,10 @@ import asyncpg
 import nats
 import psutil
 
-from ingest.streams import DURABLE
 from tests.api.conftest import running_api
 from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
+from unity.ingest.streams import DURABLE
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "sdk" / "README.md"

@@ -10,10 +10,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from api.query import AGGREGATIONS, Aggregation, QueryError, Resolution, TooManyPoints, plan
-from api.query import prepare as prepare_query
-from api.query import query as run_query
-from ingest.maintenance import Retention, floor, maintain
 from tests.conftest import Env
 from tests.integration.test_storage_paths import (
     DAY,
@@ -27,6 +23,10 @@ from tests.integration.test_storage_paths import (
     require_backend,
     truth,
 )
+from unity.api.query import AGGREGATIONS, Aggregation, QueryError, Resolution, TooManyPoints, plan
+from unity.api.query import prepare as prepare_query
+from unity.api.query import query as run_query
+from unity.ingest.maintenance import Retention, floor, maintain
 
 
 @pytest.fixture(params=["plain", "timescale"])

@@ -20,10 +20,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from compose.cli import main
-from ingest import timescale
-from ingest.maintenance import ROLLUPS, Maintainer, Retention, floor, maintain
 from tests.conftest import Env
+from unity.compose.cli import main
+from unity.ingest import timescale
+from unity.ingest.maintenance import ROLLUPS, Maintainer, Retention, floor, maintain
 
 Row = tuple[datetime, int, float]
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)

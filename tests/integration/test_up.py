@@ -22,8 +22,6 @@ import httpx
 import psutil
 import pytest
 
-from compose.embedded import free_port
-from compose.stack import SERVICES
 from tests.servers import (
     TestServers,
     drop_database,
@@ -31,6 +29,8 @@ from tests.servers import (
     fresh_database,
     isolated_settings,
 )
+from unity.compose.embedded import free_port
+from unity.compose.stack import SERVICES
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ class Up:
     def start(self) -> subprocess.Popen[bytes]:
         log = open(self.data.parent / f"{self.data.name}-up.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "compose", "up"],
+            [sys.executable, "-m", "unity.compose", "up"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -146,12 +146,12 @@ def test_up_serves_latest_and_history_then_stops_every_child_on_sigint(up: Up) -
     children = _descendants(proc.pid)
     names = {c.name() for c in children}
     assert {"nats-server", "postgres", "valkey-server"} <= names, names
-    services = [c.cmdline()[-1] for c in children if "compose" in c.cmdline()]
+    services = [c.cmdline()[-1] for c in children if "unity.compose" in c.cmdline()]
     assert sorted(services) == sorted(SERVICES)
 
     # A second `up` on the same data folder is turned away and touches nothing of the first.
     second = subprocess.run(
-        [sys.executable, "-m", "compose", "up"],
+        [sys.executable, "-m", "unity.compose", "up"],
         env=up.env,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ import asyncpg
 import psutil
 import pytest
 
-from compose.embedded import (
+from unity.compose.embedded import (
     EmbeddedServer,
     NatsServer,
     PidFile,

@@ -10,14 +10,14 @@ from typing import Any, cast
 import pytest
 from nats.aio.msg import Msg
 
-from compose.settings import load_settings
-from ingest.catalogue import Catalogue, SeriesKey
-from ingest.copyformat import copy_data, copy_packed, pack_row, unpack_row, with_series
-from ingest.decoder import Decoder, Work
-from ingest.pipeline import COMMITS_KEPT, Stats
-from ingest.replay import Progress, Replay, ReplayError
-from ingest.report import PLUGIN, Reporter
-from ingest.streams import (
+from unity.compose.settings import load_settings
+from unity.ingest.catalogue import Catalogue, SeriesKey
+from unity.ingest.copyformat import copy_data, copy_packed, pack_row, unpack_row, with_series
+from unity.ingest.decoder import Decoder, Work
+from unity.ingest.pipeline import COMMITS_KEPT, Stats
+from unity.ingest.replay import Progress, Replay, ReplayError
+from unity.ingest.report import PLUGIN, Reporter
+from unity.ingest.streams import (
     consumer_config,
     ingest_filters,
     intersect,
@@ -25,8 +25,8 @@ from ingest.streams import (
     replay_filters,
     stream_for,
 )
-from ingest.workers import settings_env
-from schemas import MetricBatch, Sample, encode, split_batch
+from unity.ingest.workers import settings_env
+from unity.schemas import MetricBatch, Sample, encode, split_batch
 
 
 def test_copy_data_is_postgres_binary_copy() -> None:

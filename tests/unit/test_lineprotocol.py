@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.lineprotocol import PLUGIN, LineProtocolError, parse_line, to_batches
-from schemas import MetricBatch, Sample, split_batch
+from unity.ingest.lineprotocol import PLUGIN, LineProtocolError, parse_line, to_batches
+from unity.schemas import MetricBatch, Sample, split_batch
 
 TS = 1732363200000000000  # 2024-11-23T12:00:00Z in ns, as Telegraf stamps it
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from collectors.cpu import CpuPlugin
-from collectors.memory import MemoryPlugin
-from sdk import Metric, Plugin, Sink, UndeclaredMetricError
-from sdk.discovery import discover
+from unity.collectors.plugins.cpu import CpuPlugin
+from unity.collectors.plugins.memory import MemoryPlugin
+from unity.sdk import Metric, Plugin, Sink, UndeclaredMetricError
+from unity.sdk.discovery import discover
 
 
 def run(plugin: Plugin) -> Sink:

@@ -10,7 +10,8 @@ import msgspec
 import pytest
 from msgspec import inspect
 
-from schemas import (
+from tests.contract.messages import GOLDEN
+from unity.schemas import (
     JSON,
     MAX_HOST_LEN,
     MAX_INSTANCE_LEN,
@@ -40,8 +41,7 @@ from schemas import (
     token,
     validate,
 )
-from schemas import jsonschema as schema_files
-from tests.contract.messages import GOLDEN
+from unity.schemas import jsonschema as schema_files
 
 NOW = 1_795_435_200.0
 

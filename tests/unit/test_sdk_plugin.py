@@ -10,12 +10,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from schemas import PluginInfo, decode, encode
-from sdk import ConfigError, Health, Metric, Plugin, Sink
-from sdk.check import check, check_metadata
-from sdk.runner import collect_once
-from sdk.sink import MAX_EVENTS
-from sdk.testing import MemorySink, collect, run
+from unity.schemas import PluginInfo, decode, encode
+from unity.sdk import ConfigError, Health, Metric, Plugin, Sink
+from unity.sdk.check import check, check_metadata
+from unity.sdk.runner import collect_once
+from unity.sdk.sink import MAX_EVENTS
+from unity.sdk.testing import MemorySink, collect, run
 
 
 class UpsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

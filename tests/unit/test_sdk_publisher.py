@@ -19,10 +19,11 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
-from compose.connect import connect_nats
-from compose.embedded import NatsServer, free_port
-from compose.settings import Endpoints
-from schemas import (
+from tests.conftest import Env
+from unity.compose.connect import connect_nats
+from unity.compose.embedded import NatsServer, free_port
+from unity.compose.settings import Endpoints
+from unity.schemas import (
     MAX_PAYLOAD_BYTES,
     MSGPACK,
     HealthReport,
@@ -32,9 +33,8 @@ from schemas import (
     decode,
     encode,
 )
-from sdk import Publisher
-from sdk.publisher import permanent
-from tests.conftest import Env
+from unity.sdk import Publisher
+from unity.sdk.publisher import permanent
 
 
 def batch(seq: int, host: str = "h1") -> MetricBatch:
@@ -99,7 +99,7 @@ def refusals(caplog: pytest.LogCaptureFixture, mid: str) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "sdk.publisher" and f"dropped message {mid} " in r.getMessage()
+        if r.name == "unity.sdk.publisher" and f"dropped message {mid} " in r.getMessage()
     ]
 
 
@@ -194,7 +194,7 @@ async def test_no_more_than_max_in_flight_publishes_wait_for_their_acks(env: Env
 async def test_a_message_over_the_payload_limit_is_refused_before_it_is_queued(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "sdk.publisher")
+    caplog.set_level(logging.WARNING, "unity.sdk.publisher")
     async with jetstream(env) as (_, js, subjects):
         stream = await add_stream(js, subjects)
         pub = Publisher(js, subjects, max_buffered=2)
@@ -211,7 +211,7 @@ async def test_a_message_over_the_payload_limit_is_refused_before_it_is_queued(
 async def test_a_message_the_stream_refuses_for_good_is_dropped_not_retried(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "sdk.publisher")
+    caplog.set_level(logging.WARNING, "unity.sdk.publisher")
     clock = Clock()
     async with jetstream(env) as (_, js, subjects):
         pub = Publisher(js, subjects, ack_timeout=1.0, clock=clock)
@@ -260,7 +260,7 @@ def small_payload_nats() -> Iterator[Endpoints]:
 async def test_a_message_over_the_servers_max_payload_is_dropped(
     small_payload_nats: Endpoints, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "sdk.publisher")
+    caplog.set_level(logging.WARNING, "unity.sdk.publisher")
     subjects = Subjects("t" + uuid.uuid4().hex[:8])
     nc = await connect_nats(small_payload_nats, "max-payload-test")
     try:

@@ -11,9 +11,10 @@ import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from compose.connect import connect_nats
-from ingest.streams import ensure_streams
-from schemas import (
+from tests.conftest import Env
+from unity.compose.connect import connect_nats
+from unity.ingest.streams import ensure_streams
+from unity.schemas import (
     MAX_PAYLOAD_BYTES,
     Event,
     HealthReport,
@@ -23,8 +24,7 @@ from schemas import (
     encode,
     settings_key,
 )
-from sdk import ConnectionSettings, Metric, Plugin, Sink, Standalone
-from tests.conftest import Env
+from unity.sdk import ConnectionSettings, Metric, Plugin, Sink, Standalone
 
 
 class CounterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -168,14 +168,14 @@ async def test_a_refused_batch_is_named_in_the_runs_health_report(env: Env) -> N
 async def test_stop_counts_and_logs_what_nats_never_took(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "sdk.standalone")
+    caplog.set_level(logging.WARNING, "unity.sdk.standalone")
     runner = Standalone(Counter(), connection(env), watch_config=False)
     await runner.start()
     await runner.run_once()  # no streams: the batch and the report stay buffered
     assert runner.publisher.buffered == 2
     await runner.stop()
     assert (runner.publisher.buffered, runner.publisher.dropped) == (0, 2)
-    logged = [r.getMessage() for r in caplog.records if r.name == "sdk.standalone"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "unity.sdk.standalone"]
     assert any("stopping with 2 message(s)" in m and "NoStreamResponse" in m for m in logged)
 
 

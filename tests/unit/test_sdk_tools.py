@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from compose.cli import main as unity
-from sdk import ConnectionSettings, ConnectionSettingsError, Metric, Plugin, Sink
-from sdk.discovery import DiscoveryError, discover, load
-from sdk.scaffold import ScaffoldError, scaffold
+from unity.compose.cli import main as unity
+from unity.sdk import ConnectionSettings, ConnectionSettingsError, Metric, Plugin, Sink
+from unity.sdk.discovery import DiscoveryError, discover, load
+from unity.sdk.scaffold import ScaffoldError, scaffold
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,9 @@ def test_scaffold_passes_check_and_its_own_test_unchanged(tmp_path: Path) -> Non
     }
     assert (root / "sample.toml").read_text() in (root / "README.md").read_text()
     target = "unity_plugin_disk_free:DiskFreePlugin"
-    checked = _python(["-m", "compose", "plugin", "check", target, "--config", "sample.toml"], root)
+    checked = _python(
+        ["-m", "unity.compose", "plugin", "check", target, "--config", "sample.toml"], root
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "disk-free: ok (0 error(s), 0 warning(s))" in checked.stdout
     tested = _python(["-m", "pytest", "-q", "-p", "no:cacheprovider"], root)
@@ -66,8 +68,8 @@ def test_scaffold_refuses_bad_ids_and_existing_folders(tmp_path: Path) -> None:
 
 
 def test_check_command_fails_on_a_broken_plugin(capsys: pytest.CaptureFixture[str]) -> None:
-    assert unity(["plugin", "check", "sdk.no_such_module:Plugin"]) == 2
-    assert "cannot import sdk.no_such_module:Plugin" in capsys.readouterr().err
+    assert unity(["plugin", "check", "unity.sdk.no_such_module:Plugin"]) == 2
+    assert "cannot import unity.sdk.no_such_module:Plugin" in capsys.readouterr().err
     assert unity(["plugin", "check", "no-such-id"]) == 2
     assert "no installed plugin 'no-such-id'" in capsys.readouterr().err
     assert unity(["plugin", "check", "cpu"]) == 0
@@ -123,10 +125,10 @@ def test_an_entry_point_that_is_not_a_plugin_is_named(
 
 
 def test_load_by_id_or_import_path() -> None:
-    from collectors.cpu import CpuPlugin
+    from unity.collectors.plugins.cpu import CpuPlugin
 
     assert load("cpu") is CpuPlugin
-    assert load("collectors.cpu:CpuPlugin") is CpuPlugin
+    assert load("unity.collectors.plugins.cpu:CpuPlugin") is CpuPlugin
     with pytest.raises(DiscoveryError, match="not a Plugin"):
         load("sdk:Sink")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from unity_example_dirstat import Config, DirStatPlugin
 
-from sdk import ConfigError
-from sdk.check import check
-from sdk.testing import collect, run
+from unity.sdk import ConfigError
+from unity.sdk.check import check
+from unity.sdk.testing import collect, run
 
 
 def test_counts_files_and_bytes_recursively(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-import sdk
+from unity import sdk
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

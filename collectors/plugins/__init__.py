@@ -1,0 +1,1 @@
+"""Built-in plugins: each folder here is one plugin."""

@@ -1,0 +1,1 @@
+"""The collector process: config, scheduler, sender, spool, live config watch, own metrics."""
