@@ -35,8 +35,8 @@ from unity.api.metrics import ApiMetrics
 from unity.api.openapi import document
 from unity.api.operation import Operation, to_route
 from unity.api.state import AppState
-from unity.compose.connect import connect_nats, pg_pool, valkey_client
-from unity.compose.settings import Endpoints, Settings
+from unity.sdk.connection import connect_nats, pg_pool, valkey_client
+from unity.sdk.settings import Endpoints, Settings
 
 PREFIX = "/api/v1"
 

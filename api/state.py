@@ -11,7 +11,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from starlette.requests import Request
 
-from unity.compose.settings import Settings
+from unity.sdk.settings import Settings
 
 if TYPE_CHECKING:
     from unity.api.auth import Authenticator

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 
 from unity.api.rows import from_row
-from unity.compose.connect import pg_connect
-from unity.compose.settings import Endpoints
 from unity.schemas.api import Scope, TokenInfo
+from unity.sdk.connection import pg_connect
+from unity.sdk.settings import Endpoints
 
 SECRET_PREFIX = "uty_"  # noqa: S105 -- a marker, not a secret
 SCOPES: tuple[Scope, ...] = ("read", "write", "admin")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from unity.compose import commands
-from unity.compose.settings import SettingsError, load_settings
+from unity.sdk.settings import SettingsError, load_settings
 
 
 def _commands() -> dict[str, ModuleType]:

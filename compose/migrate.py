@@ -12,7 +12,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from unity import migrations
-from unity.compose.settings import Endpoints
+from unity.sdk.settings import Endpoints
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
 

@@ -16,8 +16,8 @@ import uvicorn
 
 from unity.api.app import create_app
 from unity.collectors.runtime.process import serve
-from unity.compose.settings import Endpoints, Settings
 from unity.ingest.service import Ingest
+from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import nats.errors
 import sqlalchemy.exc
 
 from unity.compose import migrate
-from unity.compose.connect import connect_nats
 from unity.compose.embedded import (
     EmbeddedServer,
     NatsServer,
@@ -32,8 +31,9 @@ from unity.compose.embedded import (
     spawn,
     stop_process,
 )
-from unity.compose.settings import Endpoints, Secrets, Settings, endpoints
 from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.sdk.connection import connect_nats
+from unity.sdk.settings import Endpoints, Secrets, Settings, endpoints
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from unity.compose.connect import pg_connect
-from unity.compose.settings import Endpoints, Settings
 from unity.ingest import timescale
+from unity.sdk.connection import pg_connect
+from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
-from unity.compose.settings import Settings
 from unity.ingest.cache import LatestCache
 from unity.ingest.catalogue import Catalogue
 from unity.ingest.decoder import Decoder, Work
 from unity.ingest.dlq import dead_letter
 from unity.ingest.writer import write_work
+from unity.sdk.settings import Settings
 
 log = logging.getLogger(__name__)
 

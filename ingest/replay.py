@@ -19,9 +19,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from unity.compose.settings import Settings
 from unity.ingest.pipeline import Pipeline, Stats
 from unity.ingest.streams import replay_config, stream_for
+from unity.sdk.settings import Settings
 
 
 class ReplayError(ValueError):

@@ -21,13 +21,13 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
-from unity.compose.connect import connect_nats, pg_pool, valkey_client
-from unity.compose.settings import Endpoints, Settings
 from unity.ingest.cache import LatestCache
 from unity.ingest.pipeline import Pipeline, Stats, Stopped
 from unity.ingest.report import Reporter
 from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
 from unity.sdk import Publisher
+from unity.sdk.connection import connect_nats, pg_pool, valkey_client
+from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from unity.compose.settings import Settings
+from unity.sdk.settings import Settings
 
 DURABLE = "ingest"
 

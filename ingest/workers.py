@@ -20,7 +20,7 @@ from types import FrameType
 import msgspec
 
 from unity.compose.embedded import spawn, stop_process
-from unity.compose.settings import ENV_PREFIX, Settings
+from unity.sdk.settings import ENV_PREFIX, Settings
 
 log = logging.getLogger(__name__)
 

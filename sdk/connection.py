@@ -1,4 +1,10 @@
-"""Where a standalone plugin finds NATS: environment variables only, never argv."""
+"""Client connections: the one place that knows how to log in to NATS, PostgreSQL and Valkey.
+
+A standalone plugin finds NATS through environment variables only, never argv
+(``ConnectionSettings``); services connect from resolved ``Endpoints``. asyncpg and valkey are
+imported only when called: they belong to the ``server`` extra, which a collector-only install
+lacks.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,27 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
 
 from unity.schemas import Subjects
+from unity.sdk.settings import Endpoints, redact
 
-__all__ = ["ConnectionSettings", "ConnectionSettingsError"]
+if TYPE_CHECKING:
+    import asyncpg
+    import valkey.asyncio as valkey
+
+__all__ = [
+    "ConnectionSettings",
+    "ConnectionSettingsError",
+    "connect_nats",
+    "pg_connect",
+    "pg_pool",
+    "valkey_client",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +121,62 @@ class ConnectionSettings:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
         )
+
+
+async def connect_nats(ep: Endpoints, name: str, **options: Any) -> NATS:
+    """Connect a service to NATS, reconnecting forever.
+
+    Credentials come from ``ep``, never from the URL.
+
+    Args:
+        ep: The resolved endpoints.
+        name: Connection name shown by the server.
+        **options: Further ``nats.connect`` options.
+
+    Returns:
+        The connected client.
+    """
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", redact(ep.nats_url), exc)
+
+    options.setdefault("max_reconnect_attempts", -1)
+    options.setdefault("reconnect_time_wait", 0.5)
+    return await nats.connect(
+        servers=[ep.nats_url],
+        user=ep.nats_user,
+        password=ep.nats_password,
+        name=name,
+        error_cb=on_error,
+        **options,
+    )
+
+
+async def pg_pool(ep: Endpoints, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
+    """A PostgreSQL pool from ``ep`` (needs the ``server`` extra)."""
+    import asyncpg
+
+    return await asyncpg.create_pool(
+        ep.database_url, password=ep.database_password, min_size=min_size, max_size=max_size
+    )
+
+
+async def pg_connect(ep: Endpoints) -> asyncpg.Connection:
+    """One PostgreSQL connection from ``ep`` (needs the ``server`` extra)."""
+    import asyncpg
+
+    return await asyncpg.connect(ep.database_url, password=ep.database_password)
+
+
+def valkey_client(ep: Endpoints) -> valkey.Valkey:
+    """A Valkey client from ``ep`` (needs the ``server`` extra)."""
+    import valkey.asyncio as valkey
+
+    client: valkey.Valkey = valkey.Valkey.from_url(
+        ep.valkey_url,
+        password=ep.valkey_password,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        decode_responses=False,
+    )
+    return client

@@ -14,7 +14,7 @@ from tests.servers import (
     isolated_settings,
     start_servers,
 )
-from unity.compose.settings import Endpoints, Settings
+from unity.sdk.settings import Endpoints, Settings
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import asyncpg
 
 from tests.conftest import Env
 from unity.compose.embedded import NatsServer, free_port
-from unity.compose.settings import Endpoints, Settings
 from unity.ingest.service import Ingest
+from unity.sdk.settings import Endpoints, Settings
 
 
 @contextlib.asynccontextmanager

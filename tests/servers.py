@@ -27,8 +27,8 @@ from unity.compose.embedded import (
     ValkeyServer,
     free_port,
 )
-from unity.compose.settings import Endpoints, Settings, load_settings
 from unity.ingest import timescale
+from unity.sdk.settings import Endpoints, Settings, load_settings
 
 TEMPLATE_DB = "unity_test_template"
 
@@ -177,7 +177,7 @@ async def drop_root(ep: Endpoints, settings: Settings) -> None:
     """Delete one test's streams and Valkey keys (matters when the servers are shared)."""
     from nats.js.errors import NotFoundError
 
-    from unity.compose.connect import connect_nats, valkey_client
+    from unity.sdk.connection import connect_nats, valkey_client
 
     nc = await connect_nats(ep, "unity-tests")
     try:

@@ -16,8 +16,8 @@ import msgspec
 from unity.collectors.runtime.config import CollectorConfig, ConfigError, load_config
 from unity.collectors.runtime.runner import Collector, default_config
 from unity.collectors.runtime.spool import SpoolError
-from unity.compose.settings import Endpoints, Settings
 from unity.sdk.discovery import discover
+from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
 

@@ -47,13 +47,13 @@ from unity.collectors.runtime.config import (
 from unity.collectors.runtime.sender import Sender
 from unity.collectors.runtime.spool import DiskSpool, Message, Outbox
 from unity.collectors.runtime.watch import Change, ConfigWatch
-from unity.compose.connect import connect_nats
-from unity.compose.settings import Endpoints, Settings
 from unity.schemas import Event, HealthReport, MetricBatch, Status, Subjects, encode
 from unity.sdk import Plugin, Sink
+from unity.sdk.connection import connect_nats
 from unity.sdk.discovery import discover
 from unity.sdk.publisher import msg_id
 from unity.sdk.runner import RunResult, run_events
+from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from unity.compose.settings import Settings, endpoints
+from unity.sdk.settings import Settings, endpoints
 
 NAME = "api"
 HELP = "run the HTTP API"

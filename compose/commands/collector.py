@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from unity.compose.settings import Settings, endpoints
+from unity.sdk.settings import Settings, endpoints
 
 NAME = "collector"
 HELP = "run the collector for this host"

@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import sys
 
-from unity.compose.settings import Settings, endpoints
+from unity.sdk.settings import Settings, endpoints
 
 NAME = "dlq"
 HELP = "inspect and re-drive the dead-letter stream"
@@ -26,8 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
-    from unity.compose.connect import connect_nats
     from unity.ingest import dlq
+    from unity.sdk.connection import connect_nats
 
     subjects = settings.subjects
     nc = await connect_nats(endpoints(settings), "unity-dlq")

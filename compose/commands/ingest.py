@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from unity.compose.settings import Settings, endpoints
+from unity.sdk.settings import Settings, endpoints
 
 NAME = "ingest"
 HELP = "run ingest workers on the shared durable consumer"

@@ -5,7 +5,7 @@ import asyncio
 import logging
 import signal
 
-from unity.compose.settings import Endpoints, Settings, endpoints
+from unity.sdk.settings import Endpoints, Settings, endpoints
 
 NAME = "maintain"
 HELP = "storage maintenance: partitions ahead, rollups, retention (a loop, or --once)"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from unity.compose.settings import Settings, endpoints
+from unity.sdk.settings import Settings, endpoints
 
 NAME = "migrate"
 HELP = "database schema migrations (Alembic)"

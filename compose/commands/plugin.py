@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from unity.compose.settings import Settings
 from unity.schemas import jsonschema
 from unity.sdk import ConfigError, standalone
 from unity.sdk.check import check
 from unity.sdk.discovery import DiscoveryError, load
 from unity.sdk.scaffold import ScaffoldError, scaffold
+from unity.sdk.settings import Settings
 
 NAME = "plugin"
 HELP = "write, check and run plugins"

@@ -5,7 +5,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 
-from unity.compose.settings import Settings, endpoints
+from unity.sdk.settings import Settings, endpoints
 
 NAME = "replay"
 HELP = "re-ingest a time range of the streams (backfill); what is stored already stays as is"
@@ -39,8 +39,8 @@ def _bar(done: int, total: int, rate: float, eta: float | None) -> str:
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from unity.api.errors import ApiError
     from unity.api.params import parse_time
-    from unity.compose.connect import connect_nats, pg_pool
     from unity.ingest.replay import Progress, Replay, ReplayError
+    from unity.sdk.connection import connect_nats, pg_pool
 
     try:
         now = datetime.now(UTC)

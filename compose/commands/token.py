@@ -5,8 +5,8 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 
-from unity.compose.connect import pg_connect
-from unity.compose.settings import Settings, endpoints
+from unity.sdk.connection import pg_connect
+from unity.sdk.settings import Settings, endpoints
 
 NAME = "token"
 HELP = "API tokens: create (the secret is printed once), list, revoke"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unity.compose.settings import Settings
+from unity.sdk.settings import Settings
 
 NAME = "up"
 HELP = "run the whole pipeline on embedded servers"

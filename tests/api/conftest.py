@@ -22,10 +22,10 @@ from tests.conftest import Env
 from unity.api.app import create_app
 from unity.api.state import AppState
 from unity.api.tokens import create_token
-from unity.compose.connect import connect_nats
 from unity.compose.embedded import free_port
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import MetricBatch, encode
+from unity.sdk.connection import connect_nats
 
 
 @dataclass

@@ -19,9 +19,9 @@ from tests.api.conftest import Api
 from tests.conftest import Env
 from unity.api.app import create_app
 from unity.api.tokens import create_token
-from unity.compose.connect import connect_nats, pg_connect
 from unity.compose.embedded import free_port
 from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.sdk.connection import connect_nats, pg_connect
 
 # A live stream never ends, so a plain HTTP call cannot check it; tests/api/test_stream does.
 UNFUZZABLE = {"/api/v1/stream"}

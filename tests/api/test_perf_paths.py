@@ -16,11 +16,11 @@ from tests.conftest import Env
 from tests.helpers import wait_for
 from tests.integration.ingest_support import Unity, unity_env
 from unity.api.latest import read_values
-from unity.compose.connect import valkey_client
 from unity.compose.embedded import free_port
 from unity.compose.services import _listen
 from unity.ingest.cache import read_latest, write_latest
 from unity.schemas.api import LatestValue
+from unity.sdk.connection import valkey_client
 
 
 def children_of(pid: int) -> set[int]:

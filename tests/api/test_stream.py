@@ -21,10 +21,10 @@ from unity.api import hub, stream
 from unity.api.app import create_app
 from unity.api.state import AppState
 from unity.api.tokens import create_token
-from unity.compose.connect import connect_nats
 from unity.compose.embedded import free_port
 from unity.ingest.streams import ensure_streams
 from unity.schemas import MetricBatch, Sample
+from unity.sdk.connection import connect_nats
 
 
 def _batch(i: int, host: str = "h1") -> MetricBatch:

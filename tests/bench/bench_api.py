@@ -46,12 +46,12 @@ import asyncpg
 
 from tests.servers import fresh_database, isolated_settings, start_servers
 from unity.api.tokens import create_token
-from unity.compose.connect import valkey_client
 from unity.compose.embedded import free_port
-from unity.compose.settings import Endpoints, Settings
 from unity.ingest.cache import write_latest
 from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
 from unity.schemas.api import LatestValue
+from unity.sdk.connection import valkey_client
+from unity.sdk.settings import Endpoints, Settings
 
 DAY = timedelta(days=1)
 CONCURRENCY = 50

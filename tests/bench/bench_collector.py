@@ -37,10 +37,10 @@ from pathlib import Path
 
 import psutil
 
-from unity.compose.connect import connect_nats
 from unity.compose.embedded import NatsServer, free_port
-from unity.compose.settings import Endpoints, load_settings
 from unity.ingest.streams import ensure_streams
+from unity.sdk.connection import connect_nats
+from unity.sdk.settings import Endpoints, load_settings
 
 EXPORTER = "prometheus-node-exporter"
 

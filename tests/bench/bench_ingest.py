@@ -46,14 +46,14 @@ from nats.js import JetStreamContext
 from tests.integration.ingest_support import child_env
 from tests.servers import TestServers, drop_database, drop_root, fresh_database, isolated_settings
 from tests.servers import start_servers as session_servers
-from unity.compose.connect import connect_nats
-from unity.compose.settings import Endpoints, Settings
 from unity.ingest.catalogue import Catalogue, SeriesKey
 from unity.ingest.copyformat import copy_data, copy_packed
 from unity.ingest.decoder import Decoder
 from unity.ingest.maintenance import maintain
 from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
 from unity.schemas import MetricBatch, Sample, decode, encode
+from unity.sdk.connection import connect_nats
+from unity.sdk.settings import Endpoints, Settings
 
 PER_MESSAGE = 100
 HOSTS = 10  # x 100 label values = 1 000 series

@@ -32,9 +32,9 @@ from unity.api.query import prepare as prepare_query
 from unity.api.query import query as run_query
 from unity.compose import migrate
 from unity.compose.embedded import PostgresServer, free_port
-from unity.compose.settings import Endpoints, load_settings
 from unity.ingest import timescale
 from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
+from unity.sdk.settings import Endpoints, load_settings
 
 HOUR = timedelta(hours=1)
 

@@ -14,8 +14,8 @@ from unity.collectors.plugins.processes import ProcessesConfig, ProcessesPlugin
 from unity.collectors.plugins.system import SystemConfig, SystemPlugin
 from unity.collectors.runtime.config import AgentConfig, CollectorConfig
 from unity.collectors.runtime.runner import Collector
-from unity.compose.settings import load_settings
 from unity.sdk import Plugin, Sink
+from unity.sdk.settings import load_settings
 
 
 def fixture_copy(tmp_path: Path) -> Path:

@@ -18,10 +18,10 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
 from tests.conftest import Env
-from unity.compose.connect import connect_nats
-from unity.compose.settings import Endpoints
 from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
 from unity.schemas import HealthReport, MetricBatch, Sample, encode
+from unity.sdk.connection import connect_nats
+from unity.sdk.settings import Endpoints
 
 # An hour ago, whole seconds: inside the partitions that exist, never in the future.
 BASE_TS = float(int(time.time()) - 3600)

@@ -16,7 +16,7 @@ from tests.conftest import Env
 from unity.collectors.plugins.cpu import CpuConfig
 from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector
-from unity.compose.connect import connect_nats
+from unity.sdk.connection import connect_nats
 from unity.sdk.discovery import discover
 
 

@@ -23,12 +23,12 @@ from tests.conftest import Env
 from tests.helpers import on_nats, private_nats
 from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector, Timing
-from unity.compose.connect import connect_nats
-from unity.compose.settings import Endpoints
 from unity.ingest.service import Ingest
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import MetricBatch
+from unity.sdk.connection import connect_nats
 from unity.sdk.discovery import discover
+from unity.sdk.settings import Endpoints
 
 OUTAGE_S = 20.0
 pytestmark = pytest.mark.slow

@@ -21,10 +21,10 @@ from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector
 from unity.collectors.runtime.spool import DiskSpool
 from unity.compose.cli import main
-from unity.compose.connect import connect_nats
 from unity.compose.embedded import free_port
 from unity.ingest.streams import ensure_streams
 from unity.schemas import HealthReport, MetricBatch
+from unity.sdk.connection import connect_nats
 from unity.sdk.discovery import discover
 
 CONFIG = """

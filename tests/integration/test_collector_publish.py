@@ -15,10 +15,10 @@ from unity.collectors.runtime.config import AgentConfig, CollectorConfig
 from unity.collectors.runtime.runner import Collector
 from unity.collectors.runtime.sender import Sender
 from unity.collectors.runtime.spool import DiskSpool, Message, Outbox, SpoolError
-from unity.compose.connect import connect_nats
 from unity.ingest.streams import ensure_streams
 from unity.schemas import JSON, HealthReport, encode
 from unity.sdk import Metric, Plugin, Sink
+from unity.sdk.connection import connect_nats
 
 
 class Huge(Plugin):

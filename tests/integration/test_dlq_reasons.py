@@ -11,7 +11,6 @@ from nats.aio.msg import Msg
 
 from tests.conftest import Env
 from tests.helpers import count, running_ingest, wait_for
-from unity.compose.connect import connect_nats
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import (
     MAX_HOST_LEN,
@@ -28,6 +27,7 @@ from unity.schemas import (
     Sample,
     encode,
 )
+from unity.sdk.connection import connect_nats
 
 GOOD = {"name": "good_metric", "value": 1.0}
 

@@ -19,8 +19,8 @@ from tests.integration.ingest_support import (
     streams_ready,
     wait_until,
 )
-from unity.compose.connect import pg_pool
 from unity.ingest.replay import Replay
+from unity.sdk.connection import pg_pool
 
 
 async def _ingest_all(env: Env, samples: int) -> None:

@@ -17,10 +17,10 @@ import pytest
 from tests.conftest import Env
 from tests.helpers import running_ingest
 from tests.integration.ingest_support import BASE_TS, publish_batches, stored, wait_until
-from unity.compose.connect import connect_nats, valkey_client
 from unity.compose.embedded import ValkeyServer, free_port
 from unity.ingest.cache import read_latest, write_latest
 from unity.schemas.api import LatestValue
+from unity.sdk.connection import connect_nats, valkey_client
 
 
 @pytest.mark.slow

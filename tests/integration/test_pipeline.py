@@ -15,10 +15,10 @@ from unity.api.tokens import create_token
 from unity.collectors.plugins.cpu import CpuPlugin
 from unity.collectors.plugins.memory import MemoryPlugin
 from unity.collectors.runtime.runner import Collector
-from unity.compose.connect import connect_nats
 from unity.ingest.service import Ingest
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import MetricBatch, Sample, encode
+from unity.sdk.connection import connect_nats
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,6 @@ from typing import Any, cast
 import pytest
 from nats.aio.msg import Msg
 
-from unity.compose.settings import load_settings
 from unity.ingest.catalogue import Catalogue, SeriesKey
 from unity.ingest.copyformat import copy_data, copy_packed, pack_row, unpack_row, with_series
 from unity.ingest.decoder import Decoder, Work
@@ -27,6 +26,7 @@ from unity.ingest.streams import (
 )
 from unity.ingest.workers import settings_env
 from unity.schemas import MetricBatch, Sample, encode, split_batch
+from unity.sdk.settings import load_settings
 
 
 def test_copy_data_is_postgres_binary_copy() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from unity.compose.settings import redact
+from unity.sdk.settings import redact
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,7 @@ from nats.js.api import PubAck, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
 from tests.conftest import Env
-from unity.compose.connect import connect_nats
 from unity.compose.embedded import NatsServer, free_port
-from unity.compose.settings import Endpoints
 from unity.schemas import (
     MAX_PAYLOAD_BYTES,
     MSGPACK,
@@ -34,7 +32,9 @@ from unity.schemas import (
     encode,
 )
 from unity.sdk import Publisher
+from unity.sdk.connection import connect_nats
 from unity.sdk.publisher import permanent
+from unity.sdk.settings import Endpoints
 
 
 def batch(seq: int, host: str = "h1") -> MetricBatch:

@@ -12,7 +12,6 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import Env
-from unity.compose.connect import connect_nats
 from unity.ingest.streams import ensure_streams
 from unity.schemas import (
     MAX_PAYLOAD_BYTES,
@@ -25,6 +24,7 @@ from unity.schemas import (
     settings_key,
 )
 from unity.sdk import ConnectionSettings, Metric, Plugin, Sink, Standalone
+from unity.sdk.connection import connect_nats
 
 
 class CounterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

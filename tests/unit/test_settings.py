@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from unity.compose.settings import Secrets, SettingsError, endpoints, load_settings, redact
+from unity.sdk.settings import Secrets, SettingsError, endpoints, load_settings, redact
 
 
 def test_defaults_then_file_then_env_then_overrides(tmp_path: Path) -> None:
