@@ -17,6 +17,7 @@ from unity.sdk.discovery import discover
 PLUGINS = Path(collectors.__file__).parent / "plugins"
 AGENT = Path(collectors.__file__).parent / "runtime" / "agent"
 BUILTINS = ("cpu", "memory", "disk", "diskio", "net", "system", "processes", "sensors", "gpu")
+BUILTINS += ("http",)  # issue 20: services and the network
 
 
 def folder_of(name: str) -> Path:
