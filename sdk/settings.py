@@ -42,14 +42,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     api_port: int = 8765
     subject_root: str = "unity"
     collect_interval: float = 10.0
-    collect_plugins: tuple[str, ...] = ("cpu", "memory")
+    # Empty: every built-in plugin that applies on this host (`unity collector --list`).
+    collect_plugins: tuple[str, ...] = ()
     stream_max_age_s: float = 7 * 86400.0
     stream_max_bytes: int = 4 * 1024**3
     stream_duplicate_window_s: float = 120.0
     stream_replicas: int = 1
     ingest_fetch: int = 500
     ingest_max_ack_pending: int = 100_000
-    ingest_ack_wait_s: float = 60.0
+    # How long a delivered, unacked message waits before JetStream gives it to another worker:
+    # the gap a crashed worker leaves on the dashboards. A batch that takes longer sends
+    # in_progress() every third of it, so a slow commit is not done twice.
+    ingest_ack_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # Deliveries of one message before JetStream stops and ingest dead-letters it
+    # (max_deliveries): a message that kills or stalls its worker never loops.
+    ingest_max_deliver: Annotated[int, msgspec.Meta(ge=2)] = 10
     # Concurrent fetch loops per worker on the metrics consumer (one decodes while one commits),
     # and how often a worker publishes its own metrics as plugin `unity-ingest` (0: never).
     ingest_pullers: int = 2
@@ -112,7 +119,11 @@ def load_settings(
         if key.startswith(ENV_PREFIX):
             field = key[len(ENV_PREFIX) :].lower()
             if field in _FIELDS:
-                raw[field] = value.split(",") if field == "collect_plugins" else value
+                raw[field] = (
+                    [v for v in value.split(",") if v.strip()]
+                    if field == "collect_plugins"
+                    else value
+                )
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(raw, Settings, strict=False)

@@ -14,6 +14,7 @@ import sys
 import msgspec
 
 from unity.collectors.runtime.config import CollectorConfig, ConfigError, load_config
+from unity.collectors.runtime.detection import detect
 from unity.collectors.runtime.runner import Collector, default_config
 from unity.collectors.runtime.spool import SpoolError
 from unity.sdk.discovery import discover
@@ -37,6 +38,8 @@ async def print_once(collector: Collector) -> int:
     """Run each plugin once and print every message it would publish, one JSON line each:
     ``{"subject": ..., "msg_id": ..., "message": {...}}``."""
     await collector.start(connect=False)
+    for key, reason in collector.not_applicable.items():
+        print(f"unity collector: {key} not applicable here: {reason}", file=sys.stderr)
     failed = 0
     encoder = msgspec.json.Encoder()
     for result in await collector.collect_all():
@@ -46,6 +49,22 @@ async def print_once(collector: Collector) -> int:
             sys.stdout.write(encoder.encode(line).decode() + "\n")
     await collector.stop(flush_timeout=0)
     return 1 if failed else 0
+
+
+def list_plugins(settings: Settings) -> int:
+    """Print what detection finds: the plugins that run by default, and why the rest do not."""
+    available = discover()
+    found = detect(available)
+    if settings.collect_plugins:
+        print(f"UNITY_COLLECT_PLUGINS overrides detection: {','.join(settings.collect_plugins)}")
+    width = max(map(len, available), default=0)
+    print("detected (run when no plugin list is given):")
+    for plugin_id in found.applies:
+        print(f"  {plugin_id}")
+    print("left out:")
+    for plugin_id, reason in found.left_out.items():
+        print(f"  {plugin_id:<{width}}  {reason}")
+    return 0
 
 
 async def serve(

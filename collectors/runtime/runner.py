@@ -44,6 +44,7 @@ from unity.collectors.runtime.config import (
     parse_config,
     plugin_config,
 )
+from unity.collectors.runtime.detection import detect
 from unity.collectors.runtime.sender import Sender
 from unity.collectors.runtime.spool import DiskSpool, Message, Outbox
 from unity.collectors.runtime.watch import Change, ConfigWatch
@@ -201,8 +202,10 @@ class Slot:
 
 
 def default_config(settings: Settings, available: Mapping[str, type[Plugin]]) -> CollectorConfig:
-    """What `unity up` runs: the settings' plugins and interval, a spool in the data dir."""
-    tables: dict[str, Any] = {name: {} for name in settings.collect_plugins}
+    """What `unity up` runs: the settings' plugins (when none are listed, every built-in that
+    applies on this host) at the settings' interval, a spool in the data dir."""
+    names = settings.collect_plugins or detect(available).applies
+    tables: dict[str, Any] = {name: {} for name in names}
     agent = {
         "host": settings.host,
         "interval": settings.collect_interval,
@@ -252,6 +255,7 @@ class Collector:
             raise ConfigError("the collector needs at least one plugin")
         self._specs = specs
         self.slots: dict[str, Slot] = {}
+        self.not_applicable: dict[str, str] = {}
         disk = DiskSpool(Path(agent.spool_dir), agent.spool_max_bytes) if agent.spool_dir else None
         self.outbox = Outbox(agent.buffer_max_messages, disk)
         self._nc: NATS | None = None
@@ -292,6 +296,11 @@ class Collector:
             await self.outbox.open()
         for cls, spec, given in self._specs:
             plugin = given or cls(spec.config, instance=spec.instance)
+            if given is None and (reason := plugin.unavailable()) is not None:
+                # Listed but not for this host (no nvidia-smi...): not run, and not a failure.
+                log.warning("plugin %s not applicable here (%s); not run", spec.key, reason)
+                self.not_applicable[spec.key] = reason
+                continue
             self.slots[spec.key] = Slot(cls, spec, plugin)
         if self.config.agent.self_metrics:
             agent = AgentPlugin(self.snapshot)

@@ -19,10 +19,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--once", action="store_true", help="run each plugin once and print, no NATS"
     )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="show the plugins detected on this host and why the others are left out",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from unity.collectors.runtime.process import serve
+    from unity.collectors.runtime.process import list_plugins, serve
 
+    if args.list:
+        return list_plugins(settings)
     ep = None if args.once else endpoints(settings)
     return asyncio.run(serve(settings, ep, once=args.once, config_path=args.collector_config))

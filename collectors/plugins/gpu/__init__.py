@@ -8,6 +8,7 @@ import subprocess
 
 import msgspec
 
+from unity.collectors.command import missing
 from unity.sdk import Metric, Plugin, Sink
 
 # Query field -> (metric, factor to the published unit). nounits gives MiB, W, MHz, %, C.
@@ -81,6 +82,9 @@ class GpuPlugin(Plugin):
     )
 
     config: GpuConfig
+
+    def unavailable(self) -> str | None:
+        return missing([self.config.command])
 
     def query(self) -> str:
         argv = [self.config.command, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"]
