@@ -16,7 +16,18 @@ from unity.sdk.discovery import discover
 
 PLUGINS = Path(collectors.__file__).parent / "plugins"
 AGENT = Path(collectors.__file__).parent / "runtime" / "agent"
-BUILTINS = ("cpu", "memory", "disk", "diskio", "net", "system", "processes", "sensors", "gpu")
+BUILTINS: tuple[str, ...] = (
+    "cpu",
+    "memory",
+    "disk",
+    "diskio",
+    "net",
+    "system",
+    "processes",
+    "sensors",
+    "gpu",
+)
+BUILTINS += ("smart",)  # issue 19: disks, arrays, power and containers
 BUILTINS += ("http",)  # issue 20: services and the network
 
 
