@@ -28,7 +28,7 @@ BUILTINS: tuple[str, ...] = (
     "gpu",
 )
 BUILTINS += ("smart",)  # issue 19: disks, arrays, power and containers
-BUILTINS += ("http",)  # issue 20: services and the network
+BUILTINS += ("http", "tcp")  # issue 20
 
 
 def folder_of(name: str) -> Path:
