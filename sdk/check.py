@@ -45,6 +45,30 @@ class Finding:
         return f"{self.level}: {self.what}: {self.message}"
 
 
+def check_metrics(cls: type[Plugin]) -> list[Finding]:
+    """The declared metrics: names, units, kinds, descriptions, no duplicates."""
+    if not cls.metrics:
+        return [Finding("error", "metrics", "no metrics declared")]
+    found: list[Finding] = []
+    seen: set[str] = set()
+    for metric in cls.metrics:
+        what = f"metric {metric.name!r}"
+        problem = check_name(metric.name, "metric name")
+        if problem is not None:
+            found.append(Finding("error", what, problem[1]))
+        if metric.name in seen:
+            found.append(Finding("error", what, "declared twice"))
+        seen.add(metric.name)
+        if len(metric.unit) > MAX_UNIT_LEN:
+            limit = f"unit is {len(metric.unit)} characters, the limit is {MAX_UNIT_LEN}"
+            found.append(Finding("error", what, limit))
+        if metric.kind not in get_args(Kind):
+            found.append(Finding("error", what, f"kind {metric.kind!r} is not gauge or counter"))
+        if not metric.description:
+            found.append(Finding("warning", what, "has no description"))
+    return found
+
+
 def check_metadata(cls: type[Plugin]) -> list[Finding]:
     """Metadata, declared metrics and the config type, without running anything."""
     found: list[Finding] = []
@@ -63,23 +87,7 @@ def check_metadata(cls: type[Plugin]) -> list[Finding]:
             (error if attr in ("name", "description") else warning)(attr, "is empty")
     if not VERSION_RE.fullmatch(cls.version):
         error("version", f"{cls.version!r} is not a version like 1.2.3")
-    if not cls.metrics:
-        error("metrics", "no metrics declared")
-    seen: set[str] = set()
-    for metric in cls.metrics:
-        what = f"metric {metric.name!r}"
-        problem = check_name(metric.name, "metric name")
-        if problem is not None:
-            error(what, problem[1])
-        if metric.name in seen:
-            error(what, "declared twice")
-        seen.add(metric.name)
-        if len(metric.unit) > MAX_UNIT_LEN:
-            error(what, f"unit is {len(metric.unit)} characters, the limit is {MAX_UNIT_LEN}")
-        if metric.kind not in get_args(Kind):
-            error(what, f"kind {metric.kind!r} is not gauge or counter")
-        if not metric.description:
-            warning(what, "has no description")
+    found += check_metrics(cls)
     config_type: object = cls.Config
     if not (isinstance(config_type, type) and issubclass(config_type, msgspec.Struct)):
         error("Config", "is not a msgspec.Struct")
