@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from unity.api import (
+    alerts,
+    alerts_admin,
     catalogue,
     events,
     exposition,
@@ -49,6 +51,8 @@ OPERATIONS: list[Operation] = [
     *events.OPERATIONS,
     *stream.OPERATIONS,
     *replay.OPERATIONS,
+    *alerts.OPERATIONS,
+    *alerts_admin.OPERATIONS,
 ]
 ROOT_OPERATIONS: list[Operation] = [*exposition.OPERATIONS]
 
