@@ -27,7 +27,7 @@ BUILTINS: tuple[str, ...] = (
     "sensors",
     "gpu",
 )
-BUILTINS += ("smart", "raid")  # issue 19: disks, arrays, power and containers
+BUILTINS += ("smart", "raid", "ups")  # issue 19: disks, arrays, power and containers
 BUILTINS += ("http", "tcp", "certificate")  # issue 20
 
 
