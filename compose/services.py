@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -86,11 +87,30 @@ def _api_config(settings: Settings, ep: Endpoints) -> uvicorn.Config:
         lifespan="on",
         # Open live streams must not hold the API up past the supervisor's patience.
         timeout_graceful_shutdown=5,
+        ssl_certfile=settings.api_tls_cert or None,
+        ssl_keyfile=settings.api_tls_key or None,
     )
+
+
+def loopback(address: str) -> bool:
+    """Whether ``address`` (an IP or ``localhost``) is reachable from this machine only."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def run_api(settings: Settings, ep: Endpoints, workers: int = 1) -> int:
     """Serve the API; with ``workers`` > 1, in that many forked processes on one socket."""
+    if not loopback(settings.api_bind) and not settings.api_tls_cert:
+        log.error(
+            "the API would listen on %s without TLS: set UNITY_API_TLS_CERT and "
+            "UNITY_API_TLS_KEY (`unity certs init` makes them), or bind 127.0.0.1",
+            settings.api_bind,
+        )
+        return 2
     if workers <= 1:
         uvicorn.Server(_api_config(settings, ep)).run()
         return 0

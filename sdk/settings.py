@@ -40,6 +40,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     valkey_port: int = 16379
     api_bind: str = "127.0.0.1"
     api_port: int = 8765
+    # TLS: CA files that verify each server (setting one turns verification on for that
+    # link), a client certificate for NATS mutual TLS, and the API's own certificate (HTTPS).
+    nats_ca: str = ""
+    nats_cert: str = ""
+    nats_key: str = ""
+    database_ca: str = ""
+    valkey_ca: str = ""
+    api_tls_cert: str = ""
+    api_tls_key: str = ""
     subject_root: str = "unity"
     collect_interval: float = 10.0
     # Empty: every built-in plugin that applies on this host (`unity collector --list`).
@@ -61,6 +70,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # and how often a worker publishes its own metrics as plugin `unity-ingest` (0: never).
     ingest_pullers: int = 2
     ingest_report_interval_s: float = 10.0
+    # Alerts (`unity alerts`): rule files read at start (TOML, `[[rule]]`), whether the default
+    # rule pack is added, how long changes wait to be grouped into one notification, how
+    # often a failed delivery is tried (backoff doubling from alerts_retry_s), how often the
+    # evaluator publishes its own metrics as plugin `unity-alerts` (0: never).
+    alerts_rule_files: tuple[str, ...] = ()
+    alerts_default_rules: bool = True
+    alerts_group_wait_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 0.5
+    alerts_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    alerts_retry_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    alerts_report_interval_s: float = 10.0
     # Reads need a token unless this is set; writes and admin always need one.
     api_open_reads: bool = False
     api_max_body_bytes: int = 1024 * 1024
@@ -121,7 +140,7 @@ def load_settings(
             if field in _FIELDS:
                 raw[field] = (
                     [v for v in value.split(",") if v.strip()]
-                    if field == "collect_plugins"
+                    if field in ("collect_plugins", "alerts_rule_files")
                     else value
                 )
     raw.update({k: v for k, v in overrides.items() if v is not None})
@@ -177,6 +196,16 @@ class Endpoints:
     database_password: str | None
     valkey_url: str
     valkey_password: str | None
+    nats_ca: str | None = None
+    nats_cert: str | None = None
+    nats_key: str | None = None
+    database_ca: str | None = None
+    valkey_ca: str | None = None
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS URLs: ``UNITY_NATS_URL`` may list several nodes, comma-separated."""
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
 
     def describe(self) -> dict[str, str]:
         """The URLs with any credentials removed, safe to print."""
@@ -214,18 +243,36 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def secret(env: Mapping[str, str], name: str) -> str | None:
+    """``env[name]``, else the first line of the file ``env[name + "_FILE"]`` (Docker secrets).
+
+    Raises:
+        SettingsError: the file is named but cannot be read (its content is never shown).
+    """
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise SettingsError(f"cannot read {name}_FILE {path}: {exc.strerror}") from None
+    return lines[0].strip() if lines else ""
+
+
 def endpoints(settings: Settings, env: Mapping[str, str] | None = None) -> Endpoints:
     """Resolve the servers: external URLs where given, else the embedded ones in the data dir."""
     env = os.environ if env is None else env
     embedded = not (settings.nats_url and settings.database_url and settings.valkey_url)
     sec = Secrets.load_or_create(settings.data_path) if embedded else None
     if settings.nats_url:
-        nats = (settings.nats_url, env.get("UNITY_NATS_USER"), env.get("UNITY_NATS_PASSWORD"))
+        nats = (settings.nats_url, env.get("UNITY_NATS_USER"), secret(env, "UNITY_NATS_PASSWORD"))
     else:
         assert sec is not None
         nats = (f"nats://127.0.0.1:{settings.nats_port}", sec.nats_user, sec.nats_password)
     if settings.database_url:
-        pg = (settings.database_url, env.get("UNITY_DATABASE_PASSWORD"))
+        pg = (settings.database_url, secret(env, "UNITY_DATABASE_PASSWORD"))
     else:
         assert sec is not None
         pg = (
@@ -233,8 +280,17 @@ def endpoints(settings: Settings, env: Mapping[str, str] | None = None) -> Endpo
             sec.postgres_password,
         )
     if settings.valkey_url:
-        vk = (settings.valkey_url, env.get("UNITY_VALKEY_PASSWORD"))
+        vk = (settings.valkey_url, secret(env, "UNITY_VALKEY_PASSWORD"))
     else:
         assert sec is not None
         vk = (f"valkey://127.0.0.1:{settings.valkey_port}/0", sec.valkey_password)
-    return Endpoints(*nats, *pg, *vk)
+    return Endpoints(
+        *nats,
+        *pg,
+        *vk,
+        nats_ca=settings.nats_ca or None,
+        nats_cert=settings.nats_cert or None,
+        nats_key=settings.nats_key or None,
+        database_ca=settings.database_ca or None,
+        valkey_ca=settings.valkey_ca or None,
+    )
