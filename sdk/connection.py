@@ -161,7 +161,8 @@ class ConnectionSettings:
                 reconnect_time_wait=0.5,
             )
         )
-        await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {connecting, refused}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if connecting.done():
             return connecting.result()
         connecting.cancel()

@@ -27,10 +27,11 @@ from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
 from unity.schemas import HealthReport, PluginSettings, settings_key
-from unity.sdk.connection import ConnectionSettings
+from unity.sdk.connection import ConnectionSettings, ConnectionSettingsError
 from unity.sdk.plugin import ConfigError, Plugin
 from unity.sdk.publisher import Publisher
 from unity.sdk.runner import RunResult, collect_once
+from unity.sdk.settings import Settings
 from unity.sdk.sink import MAX_EVENTS
 
 __all__ = ["RunState", "Standalone", "add_arguments", "main", "parser", "run", "serve"]
@@ -231,9 +232,7 @@ class Standalone:
         """
         self._stopping.set()
         if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+            await _cancelled(self._watch_task)
         if self._publisher is not None and not await self._publisher.flush():
             lost = await self._publisher.drop_buffered()
             log.warning(
@@ -302,6 +301,20 @@ class Standalone:
         return True
 
 
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end.
+
+    Python 3.11's ``asyncio.wait_for`` (under every nats-py request) swallows a cancellation
+    that lands as its answer arrives, so one ``cancel()`` can leave the task running: it is
+    repeated until the task is done.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()
+
+
 def _event_seq(run_seq: int, index: int) -> int:
     # publish_event's Msg-Id is "<host>:<plugin>:<instance>:<seq>:event": the run's seq (ms)
     # with room for the index keeps two events of one run apart (Sink caps them at MAX_EVENTS).
@@ -338,7 +351,9 @@ async def serve(standalone: Standalone, once: bool) -> int:
         if once:
             result = await standalone.run_once()
             sys.stdout.write(msgspec.json.encode(result.report).decode() + "\n")
-            return 0 if result.report.status != "error" else 1
+            # Exit 1 unless the run worked and NATS acknowledged all of it.
+            delivered = await standalone.publisher.flush()
+            return 0 if delivered and result.report.status != "error" else 1
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, standalone.request_stop)
@@ -348,14 +363,20 @@ async def serve(standalone: Standalone, once: bool) -> int:
         await standalone.stop()
 
 
-def main(cls: type[Plugin], args: argparse.Namespace) -> int:
-    """Build the plugin from parsed ``args`` and the environment, and serve it."""
+def main(cls: type[Plugin], args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """Build the plugin from parsed ``args`` and ``settings`` (default: read from the
+    environment), and serve it."""
     try:
         config = cls.load_config(args.plugin_config) if args.plugin_config else None
         plugin = cls(config, instance=args.instance)
+        connection = (
+            ConnectionSettings.from_env()
+            if settings is None
+            else ConnectionSettings.from_settings(settings)
+        )
         standalone = Standalone(
             plugin,
-            ConnectionSettings.from_env(),
+            connection,
             interval=args.interval,
             timeout=args.timeout,
             watch_config=not args.no_watch,
@@ -363,7 +384,11 @@ def main(cls: type[Plugin], args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"{cls.id}: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(standalone, args.once))
+    try:
+        return asyncio.run(serve(standalone, args.once))
+    except ConnectionSettingsError as exc:
+        print(f"{cls.id}: {exc}", file=sys.stderr)
+        return 1
 
 
 def run(cls: type[Plugin], argv: Sequence[str] | None = None) -> None:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return jsonschema.main(["--check"] if args.check else [])
         cls = load(args.target)
         if args.action == "run":
-            return standalone.main(cls, args)
+            return standalone.main(cls, args, settings)
         config = cls.load_config(args.plugin_config) if args.plugin_config else None
     except (ScaffoldError, DiscoveryError, ConfigError) as exc:
         print(f"unity plugin: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@ only, no server extra) runs `unity collector` and `unity plugin run` in a venv o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import msgspec
 import pytest
 
 from tests.helpers import private_nats
+from tests.integration.test_plugin_run import with_streams
 from unity.compose.cli import SERVER_MODULES
 from unity.schemas import HealthReport
 
@@ -123,9 +125,11 @@ def test_light_collector_once_runs_and_server_commands_name_the_extra(light: Pat
         assert "Traceback" not in done.stderr
 
 
-def test_light_plugin_run_once_publishes(light: Path) -> None:
+async def test_light_plugin_run_once_publishes(light: Path) -> None:
     with private_nats() as server:
-        done = subprocess.run(
+        await with_streams(server)
+        done = await asyncio.to_thread(
+            subprocess.run,
             [str(light / "bin" / "unity"), "plugin", "run", "cpu", "--once"],
             capture_output=True,
             text=True,

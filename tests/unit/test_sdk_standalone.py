@@ -275,3 +275,28 @@ async def test_run_once_publishes_the_events_of_a_run_each_with_its_own_msg_id(e
     ]
     # Four events and two health reports: no event was taken for a duplicate of another.
     assert info.state.messages == 6
+
+
+async def test_stop_ends_a_watch_that_swallowed_its_cancellation(env: Env) -> None:
+    """Python 3.11's wait_for (under nats-py's requests) can swallow a cancel: the old stop()
+    then waited forever for the watch (`unity plugin run --once` hung 1 run in 10)."""
+    runner = Standalone(Counter(), connection(env), watch_config=False)
+    await runner.start()
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()  # as wait_for does when the answer lands with the cancel
+        await asyncio.sleep(3600)
+
+    runner._watch_task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(runner.stop())
+    # A hang guard, not a speed check: the old stop() never returned by itself.
+    await asyncio.wait({stopping}, timeout=20)
+    if not stopping.done():
+        stopping.cancel()
+    assert stopping.done() and not stopping.cancelled()
+    assert swallowed.is_set() and runner._watch_task.done()
