@@ -37,6 +37,7 @@ from unity.api.metrics import ApiMetrics
 from unity.api.openapi import document
 from unity.api.operation import Operation, to_route
 from unity.api.state import AppState
+from unity.api.web import pages, session
 from unity.sdk.connection import connect_nats, pg_pool, valkey_client
 from unity.sdk.settings import Endpoints, Settings
 
@@ -51,6 +52,7 @@ OPERATIONS: list[Operation] = [
     *events.OPERATIONS,
     *stream.OPERATIONS,
     *replay.OPERATIONS,
+    *session.OPERATIONS,
     *alerts.OPERATIONS,
     *alerts_admin.OPERATIONS,
 ]
@@ -113,7 +115,11 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
         Mount("/docs/assets", app=reference.assets()),
     ]
     return Starlette(
-        routes=[Mount(PREFIX, routes=api), *(to_route(op) for op in ROOT_OPERATIONS)],
+        routes=[
+            Mount(PREFIX, routes=api),
+            *(to_route(op) for op in ROOT_OPERATIONS),
+            *pages.routes(),
+        ],
         lifespan=lifespan,
         middleware=[Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)],
         exception_handlers={

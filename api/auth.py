@@ -12,6 +12,8 @@ from starlette.requests import Request
 
 from unity.api.errors import ApiError
 from unity.api.tokens import digest, grants
+from unity.api.web.session import COOKIE as SESSION_COOKIE
+from unity.api.web.session import session_token
 from unity.schemas.api import Scope
 
 # A revoked token stops working within this many seconds on every API replica.
@@ -40,6 +42,14 @@ class Authenticator:
     async def check(self, request: Request, needed: Scope) -> Grant | None:
         """The caller's grant; raises 401 without a valid token, 403 without the scope."""
         header = request.headers.get("authorization", "")
+        if not header and SESSION_COOKIE in request.cookies:
+            # The web page's session stands for its token: same scopes, revocation and expiry.
+            grant = await self._lookup(await session_token(self.pool, request))
+            if grant is None:
+                raise ApiError(401, "unauthorized", "the session's token was revoked or expired")
+            if not grants(grant.scopes, needed):
+                raise ApiError(403, "forbidden", f"token {grant.name!r} lacks the {needed!r} scope")
+            return grant
         if not header:
             if needed == "read" and self.open_reads:
                 return None
