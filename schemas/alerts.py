@@ -300,7 +300,7 @@ class _Parser:
                 if self.peek() == ",":
                     self.pos += 1
                 elif self.peek() != "}":
-                    raise self.fail("expected ',' or '}'")
+                    raise self.fail("expected ',' or '}'" if self.peek() else "missing '}'")
             self.pos += 1
         if not matchers:
             raise self.fail("expected a metric name or '{'")
@@ -317,11 +317,14 @@ class _Parser:
             raise self.fail(f"expected =, !=, =~ or !~ after {key!r}")
         self.pos = m.end()
         op = m.group()
+        self.peek()
+        start = self.pos
         value = self.string()
         if op in ("=~", "!~"):
             try:
                 return Matcher(key, op, value, re.compile(value))
             except re.error as exc:
+                self.pos = start
                 raise self.fail(f"bad regex {value!r}: {exc}") from None
         return Matcher(key, op, value)
 

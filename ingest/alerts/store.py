@@ -1,0 +1,295 @@
+"""What the evaluator keeps in PostgreSQL: rules, alert state, history and the delivery outbox.
+
+State rows are upserted before a change is published, so a restarted evaluator knows every
+alert that was pending or firing and continues its episode (same change ids). Two evaluators
+write the same rows: a state never moves back (pending < firing < resolved).
+
+History and deliveries are written by whichever evaluator receives the change from the shared
+``alerts-notify`` consumer: the history row is unique per change id, so a change that arrives
+twice (a redelivery, a republish after a crash) is recorded and routed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+from unity.ingest.alerts.engine import LoadedRule, Restored
+from unity.schemas.alerts import (
+    SEVERITY_RANK,
+    AlertChange,
+    Rule,
+    RuleError,
+    RuleFile,
+    in_window,
+    parse_selector,
+)
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+_RANK = "CASE {} WHEN 'pending' THEN 0 WHEN 'firing' THEN 1 ELSE 2 END"
+
+
+class RuleFileError(ValueError):
+    """A rule file cannot be used; the message names the file and the key or rule."""
+
+
+def read_rule_file(path: str | Path) -> list[Rule]:
+    """Rules of a TOML file (``[[rule]]`` tables); unknown keys are refused with their path."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RuleFileError(f"cannot read rule file {path}: {exc}") from None
+    try:
+        rules = msgspec.convert(raw, RuleFile).rule
+    except msgspec.ValidationError as exc:
+        raise RuleFileError(f"rule file {path}: {exc}") from None
+    for rule in rules:
+        try:
+            rule.check()
+        except RuleError as exc:
+            raise RuleFileError(f"rule file {path}, rule {rule.name!r}: {exc}") from None
+    return rules
+
+
+async def store_rules(
+    db: asyncpg.Pool | asyncpg.Connection, rules: Iterable[Rule], source: str, replace: bool
+) -> None:
+    """Defaults are added once (later edits win); rule files replace their rules each start."""
+    action = (
+        "DO UPDATE SET selector = EXCLUDED.selector, condition = EXCLUDED.condition,"
+        " for_s = EXCLUDED.for_s, severity = EXCLUDED.severity, enabled = EXCLUDED.enabled,"
+        " kind = EXCLUDED.kind, spec = EXCLUDED.spec, source = EXCLUDED.source,"
+        " updated_at = now()"
+        if replace
+        else "DO NOTHING"
+    )
+    await db.executemany(
+        "INSERT INTO alert_rules (name, selector, condition, for_s, severity, enabled, kind,"  # noqa: S608 -- constant text
+        f" spec, source) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8::jsonb, $9)"
+        f" ON CONFLICT (name) {action}",
+        [
+            (
+                r.name,
+                r.expr,
+                _json.encode({"op": r.op, "threshold": r.threshold, "clear": r.clear}).decode(),
+                r.for_s,
+                r.severity,
+                r.enabled,
+                r.kind,
+                _json.encode(r).decode(),
+                source,
+            )
+            for r in rules
+        ],
+    )
+
+
+async def rules_version(db: asyncpg.Pool) -> tuple[int, datetime | None]:
+    row = await db.fetchrow("SELECT count(*) AS n, max(updated_at) AS at FROM alert_rules")
+    assert row is not None
+    return row["n"], row["at"]
+
+
+async def load_rules(db: asyncpg.Pool) -> list[LoadedRule]:
+    """The stored rules; one that no longer parses is logged and left out, never fatal."""
+    loaded: list[LoadedRule] = []
+    for row in await db.fetch("SELECT id, name, spec::text AS spec FROM alert_rules"):
+        try:
+            rule = msgspec.json.decode(row["spec"], type=Rule)
+            loaded.append(LoadedRule(row["id"], rule, rule.check()))
+        except (msgspec.ValidationError, RuleError) as exc:
+            log.error("rule %r is skipped: %s", row["name"], exc)
+    return loaded
+
+
+async def restore(db: asyncpg.Pool) -> list[Restored]:
+    rows = await db.fetch(
+        "SELECT rule, fingerprint, episode, state, coalesce(fired_at, started_at) AS since,"
+        " labels::text AS labels, value, unit, repeats FROM alerts WHERE state <> 'resolved'"
+    )
+    return [
+        Restored(
+            r["rule"],
+            r["fingerprint"],
+            r["episode"],
+            r["state"],
+            r["since"].timestamp(),
+            msgspec.json.decode(r["labels"]),
+            r["value"],
+            r["unit"],
+            r["repeats"],
+        )
+        for r in rows
+    ]
+
+
+async def sources(db: asyncpg.Pool) -> list[tuple[str, str, str]]:
+    """Sources seen within a day: absence rules start their clock on them at start."""
+    rows = await db.fetch(
+        "SELECT DISTINCT host, plugin, instance FROM series"
+        " WHERE last_seen > now() - interval '1 day'"
+    )
+    return [(r["host"], r["plugin"], r["instance"]) for r in rows]
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+async def save_states(
+    db: asyncpg.Pool, changes: list[AlertChange], rule_ids: dict[str, int]
+) -> None:
+    """Upsert each change's alert row; a state never moves back."""
+    rows = []
+    for c in changes:
+        episode_at = _at(c.episode / 1000)
+        rows.append(
+            (
+                rule_ids[c.rule],
+                c.rule,
+                c.fingerprint,
+                c.episode,
+                c.state,
+                c.value,
+                episode_at,
+                _at(c.since) if c.state == "firing" and not c.repeat else None,
+                _at(c.ts) if c.state == "resolved" else None,
+                _json.encode(c.labels).decode(),
+                c.severity,
+                c.unit,
+                c.message,
+                c.repeat,
+            )
+        )
+    await db.executemany(
+        "INSERT INTO alerts (rule_id, rule, fingerprint, episode, state, value, started_at,"  # noqa: S608 -- constant text
+        " fired_at, resolved_at, labels, severity, unit, message, repeats)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14)"
+        " ON CONFLICT (rule_id, fingerprint, episode) DO UPDATE SET"
+        " state = EXCLUDED.state, value = EXCLUDED.value, message = EXCLUDED.message,"
+        " fired_at = coalesce(alerts.fired_at, EXCLUDED.fired_at),"
+        " resolved_at = coalesce(alerts.resolved_at, EXCLUDED.resolved_at),"
+        " repeats = greatest(alerts.repeats, EXCLUDED.repeats), updated_at = now()"
+        f" WHERE {_RANK.format('alerts.state')} <= {_RANK.format('EXCLUDED.state')}",
+        rows,
+    )
+
+
+async def _quiet(
+    conn: asyncpg.Connection, change: AlertChange, inhibitors: set[str], now: datetime
+) -> str | None:
+    """Why nobody is told about this change, or None."""
+    if change.state == "pending":
+        return "pending"
+    if change.state == "resolved":
+        fired = await conn.fetchval(
+            "SELECT 1 FROM alert_history WHERE rule = $1 AND fingerprint = $2 AND episode = $3"
+            " AND state = 'firing' AND suppressed IS NULL LIMIT 1",
+            change.rule,
+            change.fingerprint,
+            change.episode,
+        )
+        if fired is None:
+            return "never notified firing"
+    if change.repeat:
+        acked = await conn.fetchval(
+            "SELECT acked_at FROM alerts WHERE rule = $1 AND fingerprint = $2 AND episode = $3",
+            change.rule,
+            change.fingerprint,
+            change.episode,
+        )
+        if acked is not None:
+            return "acknowledged"
+    for row in await conn.fetch(
+        "SELECT id, matchers FROM alert_silences WHERE starts_at <= $1 AND ends_at > $1", now
+    ):
+        if _matches(row["matchers"], change.labels):
+            return f"silence {row['id']}"
+    for row in await conn.fetch(
+        "SELECT id, matchers, starts_at, duration_s, recurrence FROM alert_maintenance"
+    ):
+        open_now = in_window(now, row["starts_at"], row["duration_s"], row["recurrence"])
+        if open_now and _matches(row["matchers"], change.labels):
+            return f"maintenance {row['id']}"
+    host = change.labels.get("host", "")
+    if inhibitors and change.rule not in inhibitors and host:
+        silent = await conn.fetchval(
+            "SELECT rule FROM alerts WHERE state = 'firing' AND rule = ANY($1::text[])"
+            " AND labels ->> 'host' = $2 LIMIT 1",
+            sorted(inhibitors),
+            host,
+        )
+        if silent is not None:
+            return f"inhibited by {silent}"
+    return None
+
+
+def _matches(matchers: str, labels: dict[str, str]) -> bool:
+    try:
+        return parse_selector(matchers).matches(labels)
+    except RuleError:
+        return False
+
+
+async def record(
+    db: asyncpg.Pool, change: AlertChange, inhibitors: set[str], group_wait: float
+) -> int:
+    """Store the change in history and queue its deliveries; the number queued (-1: seen)."""
+    now = datetime.now(UTC)
+    async with db.acquire() as conn, conn.transaction():
+        inserted = await conn.fetchval(
+            "INSERT INTO alert_history (change_id, rule, fingerprint, episode, state, repeat,"
+            " severity, value, labels, message, ts) VALUES"
+            " ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)"
+            " ON CONFLICT (change_id) DO NOTHING RETURNING id",
+            change.id,
+            change.rule,
+            change.fingerprint,
+            change.episode,
+            change.state,
+            change.repeat,
+            change.severity,
+            change.value,
+            _json.encode(change.labels).decode(),
+            change.message,
+            _at(change.ts),
+        )
+        if inserted is None:
+            return -1
+        why = await _quiet(conn, change, inhibitors, now)
+        if why is not None:
+            await conn.execute(
+                "UPDATE alert_history SET suppressed = $2 WHERE id = $1", inserted, why
+            )
+            return 0
+        channels = [
+            row["id"]
+            for row in await conn.fetch(
+                "SELECT id, min_severity, matchers FROM alert_channels WHERE enabled"
+            )
+            if SEVERITY_RANK[change.severity] >= SEVERITY_RANK[row["min_severity"]]
+            and _matches(row["matchers"], change.labels)
+        ]
+        group = f"{change.rule}|{change.labels.get('host', '')}|{change.state}|{change.repeat}"
+        await conn.executemany(
+            "INSERT INTO alert_deliveries (change_id, channel_id, group_key, next_attempt_at)"
+            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))"
+            " ON CONFLICT DO NOTHING",
+            [(change.id, channel, group, group_wait) for channel in channels],
+        )
+        if channels:
+            await conn.execute(
+                "UPDATE alerts SET last_notified_at = now() WHERE rule = $1 AND fingerprint = $2"
+                " AND episode = $3",
+                change.rule,
+                change.fingerprint,
+                change.episode,
+            )
+        return len(channels)
