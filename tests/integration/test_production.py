@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import ssl
-import subprocess
 import tomllib
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
@@ -23,14 +21,12 @@ import yaml
 from nats.aio.client import Client as NATS
 from nats.js.api import StreamConfig
 
+from tests.cluster import PRODUCTION, NatsCluster
 from unity.collectors.runtime.config import parse_config
-from unity.compose import certs
 from unity.compose.cli import _commands, _parser
-from unity.compose.embedded import _scripts_binary, free_port
 from unity.sdk.discovery import discover
 from unity.sdk.settings import Settings
 
-PRODUCTION = Path(__file__).resolve().parents[2] / "compose" / "production"
 # Environment keys a Unity process reads besides the Settings fields.
 CREDENTIAL_KEYS = {
     "UNITY_NATS_USER",
@@ -92,40 +88,13 @@ def test_collector_config_of_the_compose_is_valid() -> None:
 
 
 @contextlib.contextmanager
-def _cluster(tmp: Path, users: str) -> Iterator[list[int]]:
-    """compose/production/nats.conf as three nodes on loopback, as compose would configure them."""
-    ca, server, _ = certs.init(tmp / "certs", names=["localhost"])
-    (tmp / "users.conf").write_text(users)
-    conf = tmp / "nats.conf"
-    conf.write_text((PRODUCTION / "nats.conf").read_text())
-    client = [free_port() for _ in range(3)]
-    route = [free_port() for _ in range(3)]
-    procs: list[subprocess.Popen[bytes]] = []
+def _cluster(tmp: Path, users: str) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp, users)
+    cluster.start_all()
     try:
-        for i in range(3):
-            others = [f"tls://127.0.0.1:{route[j]}" for j in range(3) if j != i]
-            env = {
-                **os.environ,
-                "NATS_SERVER_NAME": f"nats-{i + 1}",
-                "NATS_LISTEN": f"127.0.0.1:{client[i]}",
-                "NATS_MONITOR": f"127.0.0.1:{free_port()}",
-                "NATS_CLUSTER_LISTEN": f"127.0.0.1:{route[i]}",
-                "NATS_STORE": str(tmp / f"store-{i}"),
-                "NATS_TLS_CA": str(ca.cert_path),
-                "NATS_TLS_CERT": str(server.cert),
-                "NATS_TLS_KEY": str(server.key),
-                "NATS_ROUTE_1": others[0],
-                "NATS_ROUTE_2": others[1],
-            }
-            with (tmp / f"nats-{i}.log").open("wb") as log:
-                argv = [_scripts_binary("nats-server"), "-c", str(conf)]
-                procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log))
-        yield client
+        yield cluster
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
+        cluster.stop_all()
 
 
 def _tls(ca: Path) -> ssl.SSLContext:
@@ -149,7 +118,8 @@ async def _connected(port: int, **kwargs: Any) -> AsyncIterator[NATS]:
 
 async def test_production_nats_conf_forms_a_tls_cluster_with_r3_streams(tmp_path: Path) -> None:
     users = 'users: [\n  {user: admin, password: "s3cret-admin"}\n]\n'
-    with _cluster(tmp_path, users) as ports:
+    with _cluster(tmp_path, users) as cluster:
+        ports = cluster.client_ports
         ca = tmp_path / "certs" / "ca.crt"
         auth = {"user": "admin", "password": "s3cret-admin", "tls": _tls(ca)}
         created = False
@@ -164,8 +134,7 @@ async def test_production_nats_conf_forms_a_tls_cluster_with_r3_streams(tmp_path
                     break
             except Exception:  # not formed yet; the log says why if it never is
                 await asyncio.sleep(0.5)
-        logs = "".join((tmp_path / f"nats-{i}.log").read_text()[-2000:] for i in range(3))
-        assert created, logs
+        assert created, cluster.logs()
         # Published on one node with a PubAck, read back on another: replicated.
         async with _connected(ports[1], **auth) as nc:
             ack = await nc.jetstream().publish("prod.a", b"one")

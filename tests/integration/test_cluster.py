@@ -1,0 +1,175 @@
+"""Unity on a three-node JetStream cluster (compose/production/nats.conf, TLS, R3 streams):
+SIGKILL the metrics stream's leader, bring it back, then SIGKILL the node ingest reads from.
+Every batch published with a PubAck is stored exactly once, and nothing of ours restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+from nats.js.client import JetStreamContext
+
+from tests.cluster import NatsCluster
+from tests.conftest import Env
+from tests.helpers import running_worker
+from tests.integration.ingest_support import streams_ready, wait_until
+from tests.servers import isolated_settings
+from unity.schemas import MetricBatch, Sample, encode
+
+pytestmark = pytest.mark.slow
+
+PER_BATCH = 20
+USERS = 'users: [\n  {user: admin, password: "cluster-admin"}\n]\n'
+
+
+@dataclass
+class Load:
+    """A steady publisher: one batch every ``every`` seconds, each retried under its Msg-Id
+    until a PubAck says it is stored."""
+
+    js: JetStreamContext
+    root: str
+    every: float = 0.02
+    acked: list[int] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)
+    retries: int = 0
+    stop: bool = False
+
+    async def run(self) -> None:
+        base = float(int(time.time()) - 600)
+        m = 0
+        while not self.stop:
+            batch = MetricBatch(
+                host="c1",
+                plugin="clusterload",
+                ts=base + m * 0.01,
+                seq=m,
+                samples=[
+                    Sample("v", float(m * 100 + i), {"i": str(i)}, "") for i in range(PER_BATCH)
+                ],
+            )
+            data = encode(batch)
+            while True:
+                try:
+                    await self.js.publish(
+                        f"{self.root}.metrics.c1.clusterload",
+                        data,
+                        timeout=2,
+                        headers={"Nats-Msg-Id": f"c1:clusterload::{m}"},
+                    )
+                    break
+                except Exception:  # timeouts, no responders, reconnecting: retry the same id
+                    self.retries += 1
+                    await asyncio.sleep(0.1)
+            self.acked.append(m)
+            self.ack_times.append(time.monotonic())
+            m += 1
+            await asyncio.sleep(self.every)
+
+    def longest_gap_after(self, t: float) -> float:
+        """The longest time between two PubAcks from ``t`` on (a publish stall)."""
+        times = [x for x in self.ack_times if x >= t - 1]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+async def _stored(ep_url: str, password: str | None) -> tuple[int, int, float]:
+    conn = await asyncpg.connect(ep_url, password=password)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT (series_id, time)), coalesce(sum(value), 0)"
+            " FROM samples"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row[0]), int(row[1]), float(row[2])
+
+
+async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) -> None:
+    cluster = NatsCluster(tmp_path, USERS)
+    cluster.start_all()
+    try:
+        ep = replace(
+            env.ep,
+            nats_url=",".join(cluster.urls),
+            nats_user="admin",
+            nats_password="cluster-admin",
+            nats_ca=cluster.ca_file,
+        )
+        settings = isolated_settings(
+            ep, env.root, stream_replicas=3, ingest_fetch=50, ingest_ack_wait_s=5.0
+        )
+        private = Env(settings, ep, env.root)
+        for _ in range(60):  # until the meta group has a leader and the R3 streams exist
+            try:
+                nc, js = await streams_ready(private)
+                break
+            except Exception:
+                await asyncio.sleep(0.5)
+        else:
+            pytest.fail(f"no cluster formed:\n{cluster.logs()}")
+        info = await js.stream_info(settings.subjects.metrics_stream)
+        assert info.config.num_replicas == 3
+        load = Load(js, env.root)
+        publisher = asyncio.create_task(load.run())
+        async with running_worker(settings, ep) as w1, running_worker(settings, ep) as w2:
+            await _more(load, 100)
+            # 1. The metrics stream's leader dies, and comes back 5 s later.
+            leader = (await js.stream_info(settings.subjects.metrics_stream)).cluster
+            assert leader is not None and leader.leader is not None
+            victim = cluster.index(leader.leader)
+            killed_at = time.monotonic()
+            cluster.kill(victim)
+            await asyncio.sleep(5)
+            cluster.start(victim)
+            await _more(load, 100)
+            leader_stall = load.longest_gap_after(killed_at)
+            # 2. The node a worker reads from dies, and comes back 5 s later.
+            url = w1._nc.connected_url if w1._nc is not None else None
+            assert url is not None and url.port is not None
+            reading = cluster.client_ports.index(url.port)
+            killed_at = time.monotonic()
+            cluster.kill(reading)
+            await asyncio.sleep(5)
+            cluster.start(reading)
+            await _more(load, 100)
+            reader_stall = load.longest_gap_after(killed_at)
+            load.stop = True
+            await publisher
+            expected = len(load.acked) * PER_BATCH
+
+            async def all_stored() -> bool:
+                count, _, _ = await _stored(ep.database_url, ep.database_password)
+                return count >= expected
+
+            started = time.monotonic()
+            await wait_until(all_stored, within=120)
+            drain = time.monotonic() - started
+            assert w1.stats.dead_lettered == w2.stats.dead_lettered == 0
+        count, distinct, total = await _stored(ep.database_url, ep.database_password)
+        value_sum = sum(float(m * 100 + i) for m in load.acked for i in range(PER_BATCH))
+        assert (count, distinct, total) == (expected, expected, value_sum)
+        print(
+            f"\ncluster: {len(load.acked)} batches acked, {load.retries} publish retries; "
+            f"publish stall after the leader's loss {leader_stall:.1f}s, after the reader "
+            f"node's loss {reader_stall:.1f}s; ingest caught up {drain:.1f}s after the load"
+        )
+        await nc.close()
+    finally:
+        cluster.stop_all()
+
+
+async def _more(load: Load, n: int) -> None:
+    """Wait until ``n`` more batches than now are acknowledged."""
+    target = len(load.acked) + n
+
+    async def acked() -> bool:
+        return len(load.acked) >= target
+
+    await wait_until(acked, within=90)
