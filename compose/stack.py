@@ -37,7 +37,7 @@ from unity.sdk.settings import Endpoints, Secrets, Settings, endpoints
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("ingest", "maintain", "api", "collector")
+SERVICES = ("ingest", "alerts", "maintain", "api", "collector")
 
 
 class StackError(RuntimeError):

@@ -27,6 +27,10 @@ class Subjects:
     def dlq(self, reason: str) -> str:
         return f"{self.root}.dlq.{token(reason)}"
 
+    def alerts(self, rule: str) -> str:
+        """State changes of one alert rule (stream ``<ROOT>_EVENTS``)."""
+        return f"{self.root}.alerts.{token(rule)}"
+
     @property
     def metrics_stream(self) -> str:
         return f"{self.root.upper()}_METRICS"
