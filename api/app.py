@@ -24,7 +24,9 @@ from unity.api import (
     history,
     latest,
     reference,
+    prometheus,
     registry,
+    remote_write,
     replay,
     stream,
 )
@@ -52,6 +54,7 @@ OPERATIONS: list[Operation] = [
     *events.OPERATIONS,
     *stream.OPERATIONS,
     *replay.OPERATIONS,
+    *remote_write.OPERATIONS,
     *session.OPERATIONS,
     *alerts.OPERATIONS,
     *alerts_admin.OPERATIONS,
@@ -117,6 +120,7 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
     return Starlette(
         routes=[
             Mount(PREFIX, routes=api),
+            Mount("/prometheus", routes=prometheus.routes()),
             *(to_route(op) for op in ROOT_OPERATIONS),
             *pages.routes(),
         ],

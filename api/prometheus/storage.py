@@ -1,0 +1,108 @@
+"""Raw samples of the series a selector matches, read in one statement per selector.
+
+PostgreSQL matches the series (labels compiled to SQL, values bound) and hands back one row
+per series with its times and values as arrays, restricted to the windows the evaluation
+steps read: one span when the windows overlap, and when the step is wider than the window (a
+week at 1-hour steps), only the samples inside each step's window, joined against the steps
+in SQL, so a wide step never reads the samples between its windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+
+from unity.api.prometheus.labels import Labels, Matcher, labels_of_row, where
+from unity.api.prometheus.values import PromQLError
+
+MAX_SERIES = 10_000
+MAX_SAMPLES = 20_000_000
+
+Times = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class Raw:
+    labels: Labels
+    times: Times  # epoch milliseconds, ascending
+    values: npt.NDArray[np.float64]
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def series(
+    conn: asyncpg.Connection, matchers: list[Matcher], start_ms: int | None, end_ms: int | None
+) -> list[asyncpg.Record]:
+    """Rows ``(id, host, plugin, instance, name, labels)`` of the matching series, seen in
+    ``[start, end]`` when given."""
+    args: list[object] = []
+    text_args: list[str] = []
+    clause = where(matchers, text_args)
+    args.extend(text_args)
+    if start_ms is not None:
+        args.append(_at(start_ms))
+        clause += f" AND s.last_seen >= ${len(args)}"
+    if end_ms is not None:
+        args.append(_at(end_ms))
+        clause += f" AND s.first_seen <= ${len(args)}"
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT s.id, s.host, s.plugin, s.instance, s.name, s.labels::text FROM series s"  # noqa: S608 -- values are bind parameters
+        f" WHERE {clause} ORDER BY s.id LIMIT {MAX_SERIES + 1}",
+        *args,
+    )
+    if len(rows) > MAX_SERIES:
+        raise PromQLError(f"more than {MAX_SERIES} series match the selector", "execution")
+    return rows
+
+
+async def samples(
+    conn: asyncpg.Connection, matchers: list[Matcher], steps: Times, window_ms: int
+) -> list[Raw]:
+    """Samples at ``[step - window, step]`` for every step (already shifted by any offset)."""
+    rows = await series(conn, matchers, None, None)
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    first, last = int(steps[0]), int(steps[-1])
+    step = int(steps[1] - steps[0]) if len(steps) > 1 else 0
+    points = (
+        "array_agg(date_part('epoch', x.time) ORDER BY x.time), array_agg(x.value ORDER BY x.time)"
+    )
+    if step > window_ms:
+        found = await conn.fetch(
+            f"SELECT x.series_id, {points} FROM generate_series($2::timestamptz, $3, $4) g(t)"  # noqa: S608 -- constants
+            " JOIN samples x ON x.series_id = ANY($1::bigint[])"
+            " AND x.time >= g.t - $5::interval AND x.time <= g.t GROUP BY 1",
+            ids,
+            _at(first),
+            _at(last),
+            timedelta(milliseconds=step),
+            timedelta(milliseconds=window_ms),
+        )
+    else:
+        found = await conn.fetch(
+            f"SELECT x.series_id, {points} FROM samples x"  # noqa: S608 -- constants
+            " WHERE x.series_id = ANY($1::bigint[]) AND x.time >= $2 AND x.time <= $3 GROUP BY 1",
+            ids,
+            _at(first - window_ms),
+            _at(last),
+        )
+    by_id = {r[0]: r for r in found}
+    out: list[Raw] = []
+    total = 0
+    for row in rows:
+        hit = by_id.get(row[0])
+        if hit is None:
+            continue
+        times = np.rint(np.asarray(hit[1], dtype=np.float64) * 1000).astype(np.int64)
+        total += len(times)
+        if total > MAX_SAMPLES:
+            raise PromQLError(f"the query would load more than {MAX_SAMPLES} samples", "execution")
+        out.append(Raw(labels_of_row(row), times, np.asarray(hit[2], dtype=np.float64)))
+    return out
