@@ -22,6 +22,7 @@ from unity.api import (
     exposition,
     health,
     history,
+    index,
     latest,
     reference,
     prometheus,
@@ -55,9 +56,9 @@ OPERATIONS: list[Operation] = [
     *stream.OPERATIONS,
     *replay.OPERATIONS,
     *remote_write.OPERATIONS,
-    *session.OPERATIONS,
     *alerts.OPERATIONS,
     *alerts_admin.OPERATIONS,
+    *session.OPERATIONS,
 ]
 ROOT_OPERATIONS: list[Operation] = [*exposition.OPERATIONS]
 
@@ -77,6 +78,8 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
         nc = await connect_nats(ep, "unity-api")
         js = nc.jetstream()
         metrics = ApiMetrics()
+        auth = Authenticator(pool, settings.api_open_reads)
+        await auth.start()
         subjects = settings.subjects
         hub = Hub(
             js,
@@ -91,7 +94,7 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
             valkey=client,
             nats=nc,
             js=js,
-            auth=Authenticator(pool, settings.api_open_reads),
+            auth=auth,
             metrics=metrics,
             hub=hub,
             config=ConfigBucket(js, subjects.config_bucket),
@@ -100,18 +103,19 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
             yield
         finally:
             await hub.stop()
+            await auth.stop()
             await nc.drain()
             await client.aclose()
             await pool.close()
 
-    spec = document(
-        [(PREFIX, op) for op in OPERATIONS] + [("", op) for op in ROOT_OPERATIONS], _version()
-    )
+    mounted = [(PREFIX, op) for op in OPERATIONS] + [("", op) for op in ROOT_OPERATIONS]
+    front = index.operation(PREFIX, mounted, _version())
+    spec = document([(PREFIX, front), *mounted], _version())
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)
 
-    api: list[BaseRoute] = [to_route(op) for op in OPERATIONS]
+    api: list[BaseRoute] = [to_route(op) for op in (front, *OPERATIONS)]
     api += [
         Route("/openapi.json", openapi),
         Route("/docs", reference.page),

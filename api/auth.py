@@ -1,8 +1,15 @@
-"""Bearer-token checks with scopes; lookups cached briefly so a read costs no database trip."""
+"""Bearer-token checks with scopes; lookups cached so a read costs no database trip.
+
+The cache is dropped whenever api_tokens changes (a NOTIFY from migration 0005's trigger), so a
+revoked token stops working at once in every API process. While that notification channel is
+down, lookups bypass the cache.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,8 +23,13 @@ from unity.api.web.session import COOKIE as SESSION_COOKIE
 from unity.api.web.session import session_token
 from unity.schemas.api import Scope
 
-# A revoked token stops working within this many seconds on every API replica.
-CACHE_TTL_S = 5.0
+log = logging.getLogger(__name__)
+
+# Bounds how long a grant is cached at all (expiry is checked on every use regardless).
+CACHE_TTL_S = 60.0
+# The channel migration 0005 notifies on any change to a token's validity.
+CHANNEL = "unity_tokens"
+_RELISTEN_S = 5.0
 _CACHE_MAX = 10_000
 _TOUCH_EVERY_S = 60.0
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="unity"'}
@@ -38,6 +50,48 @@ class Authenticator:
         self.pool = pool
         self.open_reads = open_reads
         self._cache: dict[bytes, tuple[Grant | None, float]] = {}
+        self._listener: asyncpg.pool.PoolConnectionProxy | None = None
+        self._relisten_at = 0.0
+        # Bumped by every change notice: a lookup that began before one must not cache.
+        self._generation = 0
+
+    async def start(self) -> None:
+        """Listen for token changes; lookups are not cached until this works."""
+        if self._listener is not None:
+            return
+        self._relisten_at = time.monotonic() + _RELISTEN_S
+        conn = None
+        try:
+            conn = await self.pool.acquire()
+            await conn.add_listener(CHANNEL, self._changed)
+            conn.add_termination_listener(self._lost)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("not caching tokens: cannot listen for token changes: %s", exc)
+            if conn is not None:
+                await self._release(conn)
+            return
+        self._listener = conn
+        self._changed()
+
+    async def stop(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await conn.remove_listener(CHANNEL, self._changed)
+            await self._release(conn)
+
+    async def _release(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self.pool.release(conn)
+
+    def _changed(self, *_: object) -> None:
+        self._generation += 1
+        self._cache.clear()
+
+    def _lost(self, *_: object) -> None:
+        log.warning("lost the token change channel; checking every token in the database")
+        self._listener = None
+        self._changed()
 
     async def check(self, request: Request, needed: Scope) -> Grant | None:
         """The caller's grant; raises 401 without a valid token, 403 without the scope."""
@@ -66,14 +120,18 @@ class Authenticator:
 
     async def _lookup(self, token_hash: bytes) -> Grant | None:
         now = time.monotonic()
+        if self._listener is None and now >= self._relisten_at:
+            await self.start()
         cached = self._cache.get(token_hash)
         if cached is not None and cached[1] > now:
             grant = cached[0]
         else:
+            generation = self._generation
             grant = await self._fetch(token_hash)
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[token_hash] = (grant, now + CACHE_TTL_S)
+            if self._listener is not None and generation == self._generation:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[token_hash] = (grant, now + CACHE_TTL_S)
         if grant is None or not hmac.compare_digest(grant.token_hash, token_hash):
             return None
         if grant.expires_at is not None and grant.expires_at <= datetime.now(UTC):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -44,6 +45,23 @@ async def _series(conn: asyncpg.Connection, selector: Selector) -> dict[int, asy
     if len(rows) > MAX_SERIES:
         raise ApiError(422, "too_many_series", f"more than {MAX_SERIES} series match the selector")
     return {r["id"]: r for r in rows}
+
+
+async def _check_name(conn: asyncpg.Connection, selector: Selector) -> None:
+    """A selector naming a metric no series has is a mistake, not an empty history: say so."""
+    name = selector.equal("name")
+    if name is None:
+        return
+    names = [r["name"] for r in await conn.fetch("SELECT DISTINCT name FROM series")]
+    if name in names:
+        return
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ApiError(
+        404,
+        "unknown_metric",
+        f"no series is named {name!r}{hint} (GET /api/v1/series lists them)",
+    )
 
 
 async def query(request: Request) -> Response:
@@ -89,6 +107,8 @@ async def query(request: Request) -> Response:
             raise ApiError(422, "too_many_points", f"{exc}; narrow the selector or range") from None
         except storage.QueryError as exc:
             raise ApiError(400, "bad_query", str(exc)) from None
+        if not series:
+            await _check_name(conn, selector)
     out = [_with_points(series[s.id], s.points) for s in result.series if s.points]
     return MsgspecResponse(
         QueryResponse(result.start, result.end, out, result.step, agg, rate, result.resolution)

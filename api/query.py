@@ -140,6 +140,7 @@ def plan(
     now = now or datetime.now(UTC)
     n = max(n_series, 1)
     span = (end - start).total_seconds()
+    asked = step is not None
     if step is None:
         # +1: widening the range to whole steps can add one bucket.
         fitting = [s for s in STEPS if n * (math.ceil(span / s) + 1) <= max_points]
@@ -155,7 +156,11 @@ def plan(
         seconds = math.ceil(seconds / width) * width
         chosen: Resolution = next(r for r in ("1h", "1m", "raw") if seconds % WIDTHS[r] == 0)
     else:
-        if seconds % WIDTHS[resolution]:
+        width = WIDTHS[resolution]
+        if not asked:
+            # The automatic step grows to a whole number of the asked resolution's buckets.
+            seconds = math.ceil(seconds / width) * width
+        elif seconds % width:
             raise QueryError(f"step {seconds}s is not a multiple of the {resolution} resolution")
         chosen = resolution
     width_td = timedelta(seconds=seconds)

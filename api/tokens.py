@@ -69,7 +69,9 @@ async def create_token(
             expires_at,
         )
     except asyncpg.UniqueViolationError:
-        raise TokenError(f"a token named {name!r} already exists") from None
+        raise TokenError(
+            f"an active token named {name!r} already exists; revoke it first or pick another name"
+        ) from None
     return token_info(row), secret
 
 
@@ -79,11 +81,20 @@ async def list_tokens(db: asyncpg.Connection | asyncpg.Pool) -> list[TokenInfo]:
 
 
 async def revoke_token(db: asyncpg.Connection | asyncpg.Pool, name: str) -> TokenInfo:
+    """Revoke the active token of that name (API processes drop it at once: migration 0005).
+
+    The name is free for a new token afterwards; revoking it again is a no-op.
+    """
     row = await db.fetchrow(
-        f"UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1"  # noqa: S608 -- values are bind parameters
+        f"UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"  # noqa: S608 -- values are bind parameters
         f" RETURNING {_COLUMNS}",
         name,
     )
+    if row is None:
+        row = await db.fetchrow(
+            f"SELECT {_COLUMNS} FROM api_tokens WHERE name = $1 ORDER BY id DESC LIMIT 1",  # noqa: S608
+            name,
+        )
     if row is None:
         raise TokenError(f"no token named {name!r}")
     return token_info(row)
@@ -105,7 +116,10 @@ async def ensure_admin_token(ep: Endpoints) -> str | None:
             )
             if usable:
                 return None
-            taken = {r["name"] for r in await conn.fetch("SELECT name FROM api_tokens")}
+            taken = {
+                r["name"]
+                for r in await conn.fetch("SELECT name FROM api_tokens WHERE revoked_at IS NULL")
+            }
             name = next(n for i in range(len(taken) + 1) if (n := _admin_name(i)) not in taken)
             _, secret = await create_token(conn, name, ["admin"])
             return secret

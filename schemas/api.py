@@ -358,3 +358,24 @@ class TokenInfo(msgspec.Struct, frozen=True):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+class IndexLink(msgspec.Struct, frozen=True):
+    """One endpoint of the API: where it is, what it does, which scope it needs (None: open)."""
+
+    method: str
+    href: str
+    summary: str
+    scope: Scope | None
+
+
+class ApiIndex(msgspec.Struct, frozen=True):
+    """``GET /api/v1/``: what is there, for a person who opened the URL `unity up` printed."""
+
+    name: str
+    version: str
+    reference: str
+    openapi: str
+    health: str
+    auth: str
+    endpoints: list[IndexLink]
