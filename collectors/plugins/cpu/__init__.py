@@ -1,11 +1,15 @@
-"""CPU time per mode (counters, total and per core), context switches, interrupts, frequency, load.
+"""CPU usage in percent and CPU time per mode (total and per core), context switches,
+interrupts, frequency, load.
 
-Utilisation in percent is a rate of ``cpu_time_seconds``, computed at query time, not here.
+Usage is the share of CPU time per mode between this run and the previous one (never a sleep
+inside a run), so the first run of a collector has the counters but no percentages yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psutil
@@ -14,6 +18,12 @@ from unity.collectors.hostfs import DEFAULT_PROC, DEFAULT_SYS, procfs, read_numb
 from unity.sdk import Metric, Plugin, Sink
 
 _MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest")
+# Linux counts guest time inside user (and guest_nice inside nice) as well.
+_GUEST = frozenset({"guest", "guest_nice"})
+# Waiting for I/O is idle time, as top, psutil and Netdata count it.
+_NOT_BUSY = frozenset({"idle", "iowait"})
+
+Times = dict[str, float]
 
 
 class CpuConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -26,10 +36,14 @@ class CpuConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CpuPlugin(Plugin):
     id = "cpu"
     name = "CPU"
-    description = "CPU time per mode (total and per core), context switches, frequency, load."
+    description = (
+        "CPU usage % and time per mode (total and per core), context switches, frequency, load."
+    )
     category = "system"
     Config = CpuConfig
     metrics = (
+        Metric("cpu_usage_percent", "percent", "gauge", "share of CPU time per mode, and busy"),
+        Metric("cpu_core_usage_percent", "percent", "gauge", "share of a core's time per mode"),
         Metric("cpu_time_seconds", "seconds", "counter", "CPU time spent per mode, all cores"),
         Metric("cpu_core_time_seconds", "seconds", "counter", "CPU time per core and mode"),
         Metric("cpu_context_switches_total", "", "counter", "context switches since boot"),
@@ -43,6 +57,8 @@ class CpuPlugin(Plugin):
     )
 
     config: CpuConfig
+    # The previous run's readings, for usage over the interval.
+    _last: tuple[Times, list[Times]] | None = None
 
     def collect(self, sink: Sink) -> None:
         cfg = self.config
@@ -50,6 +66,10 @@ class CpuPlugin(Plugin):
             total = psutil.cpu_times()
             cores = psutil.cpu_times(percpu=True)
             stats = psutil.cpu_stats()
+        now = (_times(total), [_times(core) for core in cores])
+        if self._last is not None:
+            self._usage(sink, self._last, now)
+        self._last = now
         for mode in _MODES:
             value = getattr(total, mode, None)
             if value is not None:
@@ -74,6 +94,34 @@ class CpuPlugin(Plugin):
         if cfg.frequency:
             for cpu, hertz in frequencies(cfg.sys_root, cfg.proc_root, len(cores)).items():
                 sink.add("cpu_frequency_hertz", hertz, {"cpu": cpu})
+
+    def _usage(
+        self, sink: Sink, before: tuple[Times, list[Times]], after: tuple[Times, list[Times]]
+    ) -> None:
+        for mode, percent in usage(before[0], after[0]).items():
+            sink.add("cpu_usage_percent", percent, {"mode": mode})
+        # A core going offline or online renumbers the list: skip that run's per-core shares.
+        if self.config.percpu and len(before[1]) == len(after[1]):
+            for index, (old, new) in enumerate(zip(before[1], after[1], strict=True)):
+                for mode, percent in usage(old, new).items():
+                    sink.add("cpu_core_usage_percent", percent, {"cpu": str(index), "mode": mode})
+
+
+def _times(reading: Any) -> Times:
+    return {mode: float(value) for mode, value in reading._asdict().items()}
+
+
+def usage(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """Percent of CPU time per mode between two readings, plus ``busy`` (neither idle nor
+    waiting for I/O); empty when no time passed (or the counters went back)."""
+    spent_by_mode = {mode: max(after[mode] - before.get(mode, 0.0), 0.0) for mode in after}
+    spent = sum(v for mode, v in spent_by_mode.items() if mode not in _GUEST)
+    if spent <= 0:
+        return {}
+    shares = {mode: 100.0 * spent_by_mode[mode] / spent for mode in _MODES if mode in spent_by_mode}
+    idle = sum(spent_by_mode.get(mode, 0.0) for mode in _NOT_BUSY)
+    shares["busy"] = min(max(100.0 * (spent - idle) / spent, 0.0), 100.0)
+    return shares
 
 
 def frequencies(sys_root: str, proc_root: str, cores: int) -> dict[str, float]:
