@@ -90,7 +90,5 @@ def test_usage_on_the_live_host_obeys_invariants() -> None:
     cores = {s.labels["cpu"] for s in sink.samples if s.name == "cpu_core_usage_percent"}
     assert cores == {str(i) for i in range(psutil.cpu_count() or 1)}
     declared = {m.name: (m.unit, m.kind) for m in CpuPlugin.metrics}
-    assert declared["cpu_usage_percent"] == declared["cpu_core_usage_percent"] == (
-        "percent",
-        "gauge",
-    )
+    assert declared["cpu_usage_percent"] == ("percent", "gauge")
+    assert declared["cpu_core_usage_percent"] == ("percent", "gauge")
