@@ -15,8 +15,8 @@ from starlette.responses import Response
 from unity.api.operation import Operation
 from unity.api.responses import MsgspecResponse
 from unity.api.state import AppState, state_of
-from unity.ingest.streams import DURABLE
 from unity.schemas.api import Check, ConsumerLag, HealthResponse, ReadyResponse
+from unity.schemas.storage import DURABLE
 
 CHECK_TIMEOUT_S = 2.0
 

@@ -27,8 +27,8 @@ from unity.api.responses import MsgspecResponse
 from unity.api.rows import from_row
 from unity.api.selectors import Selector
 from unity.api.state import state_of
-from unity.ingest.maintenance import Retention
 from unity.schemas.api import QueryResponse, SeriesPoints
+from unity.schemas.storage import Retention
 
 MAX_SERIES = 10_000
 MAX_STEP_S = 366 * 86400.0

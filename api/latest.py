@@ -17,8 +17,8 @@ from unity.api.params import Page, parse_page
 from unity.api.responses import MsgspecResponse
 from unity.api.rows import from_row
 from unity.api.state import AppState, state_of
-from unity.ingest.cache import index_key, latest_key
 from unity.schemas.api import LatestResponse, LatestSource, LatestValue
+from unity.schemas.storage import index_key, latest_key
 
 SELECTOR = Param("selector", "query", {"type": "string"}, 'e.g. cpu_usage_percent{host="nas"}')
 LEGACY = (

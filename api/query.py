@@ -33,7 +33,7 @@ import asyncpg
 import msgspec
 
 from unity.ingest import timescale
-from unity.ingest.maintenance import ORIGIN, Retention, floor
+from unity.schemas.storage import ORIGIN, Retention, floor
 
 Aggregation = Literal["avg", "min", "max", "last", "sum", "count"]
 Resolution = Literal["raw", "1m", "1h"]

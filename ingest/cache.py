@@ -11,6 +11,7 @@ import valkey.asyncio as valkey
 from valkey.exceptions import ValkeyError
 
 from unity.schemas.api import LatestValue
+from unity.schemas.storage import index_key, latest_key, stamps_key
 
 log = logging.getLogger(__name__)
 
@@ -18,22 +19,9 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(LatestValue)
 
 
-def latest_key(root: str, host: str, plugin: str) -> str:
-    return f"{root}:latest:{host}:{plugin}"
-
-
-def index_key(root: str) -> str:
-    return f"{root}:latest:index"
-
-
 def series_field(value: LatestValue) -> str:
     labels = ",".join(f"{k}={v}" for k, v in sorted(value.labels.items()))
     return f"{value.instance}|{value.name}|{labels}"
-
-
-def stamps_key(root: str, host: str, plugin: str) -> str:
-    """The hash of epoch timestamps beside ``latest_key``: what makes "newest wins" hold."""
-    return f"{root}:latest_ts:{host}:{plugin}"
 
 
 # Several pullers and workers commit batches in any order: a value is written only when it is

@@ -26,12 +26,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from unity.ingest import timescale
+from unity.schemas.storage import ORIGIN, Retention, floor
 from unity.sdk.connection import pg_connect
 from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
 
-ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 # One maintainer at a time per database, whoever runs it.
 LOCK_KEY = 0x756E6974796D6E74
 # Rollups are computed in slices of this many buckets' worth of time: bounded transactions.
@@ -65,33 +65,6 @@ ROLLUPS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
-    raw: timedelta = timedelta(days=30)
-    m1: timedelta = timedelta(days=90)
-    h1: timedelta = timedelta(days=730)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Retention:
-        return cls(
-            raw=timedelta(days=settings.retention_raw_days),
-            m1=timedelta(days=settings.retention_1m_days),
-            h1=timedelta(days=settings.retention_1h_days),
-        )
-
-    def of(self, name: str) -> timedelta:
-        window: timedelta = getattr(self, name)
-        return window
-
-    def by_relation(self) -> dict[str, timedelta]:
-        return {
-            "samples": self.raw,
-            "events": self.raw,
-            "samples_1m": self.m1,
-            "samples_1h": self.h1,
-        }
-
-
 @dataclass(slots=True)
 class Report:
     """What one run did."""
@@ -103,11 +76,6 @@ class Report:
     rows_expired: int = 0
     rolled_until: dict[str, datetime] = field(default_factory=dict)
     skipped: bool = False
-
-
-def floor(t: datetime, width: timedelta) -> datetime:
-    """The start of the ``width`` bin holding ``t``, bins counted from 2000-01-01 UTC."""
-    return ORIGIN + (t - ORIGIN) // width * width
 
 
 def partition_name(spec: Partitioned, lo: datetime) -> str:

@@ -24,7 +24,8 @@ from nats.js.errors import Error as JetStreamError
 from unity.ingest.cache import LatestCache
 from unity.ingest.pipeline import Pipeline, Stats, Stopped
 from unity.ingest.report import Reporter
-from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
+from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.schemas.storage import DURABLE
 from unity.sdk import Publisher
 from unity.sdk.connection import connect_nats, pg_pool, valkey_client
 from unity.sdk.settings import Endpoints, Settings

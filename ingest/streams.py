@@ -16,9 +16,8 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from unity.schemas.storage import DURABLE
 from unity.sdk.settings import Settings
-
-DURABLE = "ingest"
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tests.api.conftest import Api, running_api, without_valkey
 from tests.conftest import Env
-from unity.ingest.streams import DURABLE
 from unity.schemas import MetricBatch, Sample
+from unity.schemas.storage import DURABLE
 
 
 async def test_ready_reports_consumer_pending_messages(api: Api) -> None:

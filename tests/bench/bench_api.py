@@ -48,8 +48,9 @@ from tests.servers import fresh_database, isolated_settings, start_servers
 from unity.api.tokens import create_token
 from unity.compose.embedded import free_port
 from unity.ingest.cache import write_latest
-from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
+from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, maintain
 from unity.schemas.api import LatestValue
+from unity.schemas.storage import floor
 from unity.sdk.connection import valkey_client
 from unity.sdk.settings import Endpoints, Settings
 

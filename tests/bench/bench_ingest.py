@@ -50,8 +50,9 @@ from unity.ingest.catalogue import Catalogue, SeriesKey
 from unity.ingest.copyformat import copy_data, copy_packed
 from unity.ingest.decoder import Decoder
 from unity.ingest.maintenance import maintain
-from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
+from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import MetricBatch, Sample, decode, encode
+from unity.schemas.storage import DURABLE
 from unity.sdk.connection import connect_nats
 from unity.sdk.settings import Endpoints, Settings
 

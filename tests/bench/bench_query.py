@@ -33,7 +33,8 @@ from unity.api.query import query as run_query
 from unity.compose import migrate
 from unity.compose.embedded import PostgresServer, free_port
 from unity.ingest import timescale
-from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, floor, maintain
+from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, maintain
+from unity.schemas.storage import floor
 from unity.sdk.settings import Endpoints, load_settings
 
 HOUR = timedelta(hours=1)

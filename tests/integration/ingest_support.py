@@ -18,8 +18,9 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
 from tests.conftest import Env
-from unity.ingest.streams import DURABLE, ensure_consumers, ensure_streams
+from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import HealthReport, MetricBatch, Sample, encode
+from unity.schemas.storage import DURABLE
 from unity.sdk.connection import connect_nats
 from unity.sdk.settings import Endpoints
 

@@ -20,7 +20,8 @@ from tests.integration.ingest_support import (
     wait_until,
 )
 from tests.servers import isolated_settings
-from unity.ingest.streams import DURABLE, ensure_streams, ingest_filters
+from unity.ingest.streams import ensure_streams, ingest_filters
+from unity.schemas.storage import DURABLE
 from unity.sdk.connection import connect_nats
 
 ACK_WAIT_S = 2.0

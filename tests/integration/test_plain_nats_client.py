@@ -23,7 +23,7 @@ import psutil
 from tests.api.conftest import running_api
 from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
-from unity.ingest.streams import DURABLE
+from unity.schemas.storage import DURABLE
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "sdk" / "README.md"

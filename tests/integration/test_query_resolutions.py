@@ -26,7 +26,8 @@ from tests.integration.test_storage_paths import (
 from unity.api.query import AGGREGATIONS, Aggregation, QueryError, Resolution, TooManyPoints, plan
 from unity.api.query import prepare as prepare_query
 from unity.api.query import query as run_query
-from unity.ingest.maintenance import Retention, floor, maintain
+from unity.ingest.maintenance import maintain
+from unity.schemas.storage import Retention, floor
 
 
 @pytest.fixture(params=["plain", "timescale"])

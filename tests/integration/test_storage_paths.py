@@ -23,7 +23,8 @@ import pytest
 from tests.conftest import Env
 from unity.compose.cli import main
 from unity.ingest import timescale
-from unity.ingest.maintenance import ROLLUPS, Maintainer, Retention, floor, maintain
+from unity.ingest.maintenance import ROLLUPS, Maintainer, maintain
+from unity.schemas.storage import Retention, floor
 
 Row = tuple[datetime, int, float]
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)

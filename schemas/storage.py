@@ -1,0 +1,97 @@
+"""What ingest and the API both know about storage, as descriptions: names, the Valkey key
+layout, retention tiers and the bin origin. No I/O: each service does its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+__all__ = [
+    "DURABLE",
+    "ORIGIN",
+    "RUN_ID_LUA",
+    "Retention",
+    "RetentionDays",
+    "floor",
+    "index_key",
+    "latest_key",
+    "run_key",
+    "stamps_key",
+]
+
+# The durable consumer the ingest workers share on the metrics and events streams.
+DURABLE = "ingest"
+
+# Partitions and rollup bins are counted from here (UTC), so bins line up across processes.
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def floor(t: datetime, width: timedelta) -> datetime:
+    """The start of the ``width`` bin holding ``t``, bins counted from :data:`ORIGIN`."""
+    return ORIGIN + (t - ORIGIN) // width * width
+
+
+class RetentionDays(Protocol):
+    """The settings that say how long each resolution is kept (``Settings`` has them)."""
+
+    @property
+    def retention_raw_days(self) -> float: ...
+    @property
+    def retention_1m_days(self) -> float: ...
+    @property
+    def retention_1h_days(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long raw samples (and events), the 1-minute and the 1-hour rollups are kept."""
+
+    raw: timedelta = timedelta(days=30)
+    m1: timedelta = timedelta(days=90)
+    h1: timedelta = timedelta(days=730)
+
+    @classmethod
+    def from_settings(cls, settings: RetentionDays) -> Retention:
+        return cls(
+            raw=timedelta(days=settings.retention_raw_days),
+            m1=timedelta(days=settings.retention_1m_days),
+            h1=timedelta(days=settings.retention_1h_days),
+        )
+
+    def of(self, name: str) -> timedelta:
+        window: timedelta = getattr(self, name)
+        return window
+
+    def by_relation(self) -> dict[str, timedelta]:
+        return {
+            "samples": self.raw,
+            "events": self.raw,
+            "samples_1m": self.m1,
+            "samples_1h": self.h1,
+        }
+
+
+# Valkey: the latest values, one hash per host and plugin (field: instance|name|labels), the
+# epoch of each field beside it, an index of the hashes, and the run marker.
+def latest_key(root: str, host: str, plugin: str) -> str:
+    return f"{root}:latest:{host}:{plugin}"
+
+
+def stamps_key(root: str, host: str, plugin: str) -> str:
+    """The hash of epoch timestamps beside ``latest_key``: what makes "newest wins" hold."""
+    return f"{root}:latest_ts:{host}:{plugin}"
+
+
+def index_key(root: str) -> str:
+    return f"{root}:latest:index"
+
+
+def run_key(root: str) -> str:
+    """The Valkey run in which the latest hashes were complete (readers compare their own)."""
+    return f"{root}:latest:run"
+
+
+# The server's run_id, which changes at every start; scripts may call INFO.
+RUN_ID_LUA = "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
