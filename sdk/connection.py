@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,6 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "nats://127.0.0.1:14222"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # How nats-server words a login it refuses (in -ERR, or an AuthorizationError).
 _AUTH_VIOLATION = "authorization"
 
@@ -213,6 +215,10 @@ async def connect_nats(ep: Endpoints, name: str, **options: Any) -> NATS:
 
     options.setdefault("max_reconnect_attempts", -1)
     options.setdefault("reconnect_time_wait", 0.5)
+    if ep.nats_user and _TOKEN.match(ep.nats_user):
+        # Replies to this user arrive under its own prefix: a collector host's credential may
+        # read only _INBOX.<host>.> (see compose/natsusers.py), never another client's replies.
+        options.setdefault("inbox_prefix", f"_INBOX.{ep.nats_user}")
     context = nats_tls(ep)
     if context is not None:
         options.setdefault("tls", context)
