@@ -150,16 +150,23 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def real_prometheus() -> Iterator[Prometheus]:
-    """Debian's prometheus on a random port and a temporary directory, remote write on."""
+def real_prometheus(config: str = "", files: dict[str, str] | None = None) -> Iterator[Prometheus]:
+    """Debian's prometheus on a random port and a temporary directory, remote write on.
+
+    ``config`` is appended to its configuration file; ``files`` are written beside it (mode
+    0600: credentials), ``{dir}`` in the configuration standing for that folder."""
     binary = shutil.which("prometheus")
     if binary is None:
         import pytest
 
         pytest.skip("prometheus is not installed (Debian package prometheus)")
     data = Path(tempfile.mkdtemp(prefix="unity-prometheus-"))
-    (data / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
     port = free_port()
+    for name, text in (files or {}).items():
+        (data / name).write_text(text)
+        (data / name).chmod(0o600)
+    body = config.replace("{dir}", str(data)).replace("{port}", str(port))
+    (data / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n" + body)
     log = (data / "prometheus.log").open("wb")
     process = subprocess.Popen(
         [
