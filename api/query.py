@@ -32,8 +32,13 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from unity.ingest import timescale
-from unity.schemas.storage import ORIGIN, Retention, floor
+from unity.schemas.storage import (
+    ORIGIN,
+    TIMESCALE_EXTENSION_SQL,
+    TIMESCALE_HYPERTABLE_SQL,
+    Retention,
+    floor,
+)
 
 Aggregation = Literal["avg", "min", "max", "last", "sum", "count"]
 Resolution = Literal["raw", "1m", "1h"]
@@ -203,6 +208,13 @@ def _per_series(points: str, rate: bool) -> str:
     )
 
 
+async def _timescale(db: asyncpg.Pool | asyncpg.Connection) -> bool:
+    """Whether this database took the TimescaleDB path (rollups are continuous aggregates)."""
+    return bool(await db.fetchval(TIMESCALE_EXTENSION_SQL)) and bool(
+        await db.fetchval(TIMESCALE_HYPERTABLE_SQL)
+    )
+
+
 async def prepare(
     db: asyncpg.Pool | asyncpg.Connection,
     series_ids: Sequence[int],
@@ -229,7 +241,7 @@ async def prepare(
     width = WIDTHS[p.resolution]
     with_raw = False
     done: datetime | None = None
-    if not await timescale.installed(db):
+    if not await _timescale(db):
         done = await db.fetchval(
             "SELECT done_until FROM rollup_watermarks WHERE resolution = $1", table
         )

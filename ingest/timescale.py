@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from unity.schemas.storage import TIMESCALE_EXTENSION_SQL, TIMESCALE_HYPERTABLE_SQL
+
 log = logging.getLogger(__name__)
 
 # Continuous aggregates and their bucket widths (time_bucket aligns these on UTC epoch multiples).
@@ -45,14 +47,9 @@ async def installed(conn: asyncpg.Connection) -> bool:
     The extension alone is not enough: it may be created (by an image's init script, say) in
     a database whose migration took the plain path before it was available.
     """
-    if not await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
-    ):
+    if not await conn.fetchval(TIMESCALE_EXTENSION_SQL):
         return False
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables "
-        "WHERE hypertable_name = 'samples' AND hypertable_schema = current_schema())"
-    )
+    found: bool = await conn.fetchval(TIMESCALE_HYPERTABLE_SQL)
     return found
 
 

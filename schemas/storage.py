@@ -12,6 +12,8 @@ __all__ = [
     "DURABLE",
     "ORIGIN",
     "RUN_ID_LUA",
+    "TIMESCALE_EXTENSION_SQL",
+    "TIMESCALE_HYPERTABLE_SQL",
     "Retention",
     "RetentionDays",
     "floor",
@@ -95,3 +97,13 @@ def run_key(root: str) -> str:
 
 # The server's run_id, which changes at every start; scripts may call INFO.
 RUN_ID_LUA = "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
+
+
+# Whether a database took the TimescaleDB path: the extension, then ``samples`` a hypertable (the
+# extension alone is not enough: an image's init script may create it after a plain migration).
+# Two statements: the second names a view that exists only with the extension.
+TIMESCALE_EXTENSION_SQL = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+TIMESCALE_HYPERTABLE_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables "
+    "WHERE hypertable_name = 'samples' AND hypertable_schema = current_schema())"
+)
