@@ -93,10 +93,14 @@ class Outbox:
                         r["host"],
                     )
                 )
-            await asyncio.gather(*(self._send(conn, items) for items in groups.values()))
+            # Sends run at once (each in a thread); the outcomes are written one by one, on the
+            # one connection that holds the claim.
+            outcomes = await asyncio.gather(*(self._send(items) for items in groups.values()))
+            for items, error in outcomes:
+                await self._record(conn, items, error)
         return len(rows)
 
-    async def _send(self, conn: asyncpg.Connection, items: list[Item]) -> None:
+    async def _send(self, items: list[Item]) -> tuple[list[Item], str | None]:
         title, body = compose(items)
         first = items[0]
         severity = max((i.severity for i in items), key=SEVERITY_RANK.__getitem__)
@@ -108,6 +112,10 @@ class Outbox:
                 )
             except TimeoutError:
                 error = f"no answer within {SEND_TIMEOUT_S:.0f}s"
+        return items, error
+
+    async def _record(self, conn: asyncpg.Connection, items: list[Item], error: str | None) -> None:
+        first = items[0]
         ids = [i.id for i in items]
         attempts = first.attempts + 1
         if error is None:

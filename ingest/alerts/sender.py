@@ -6,9 +6,11 @@ with every secret-looking part of the channel's URL masked.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import threading
+import warnings
 
 import apprise
 
@@ -22,6 +24,11 @@ _TYPES = {
 # apprise.LogCapture attaches to the one global apprise logger: two captures at once would see
 # each other's lines, so the reason of a failure could land on the wrong delivery.
 _CAPTURE = threading.Lock()
+# Apprise's e-mail support loads a module that imports the stdlib's deprecated imghdr, on first
+# use and in a sender thread; loaded here once, where the warning can be silenced safely.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    importlib.import_module("apprise.utils.pgp")
 _PIECES = re.compile(r"[^:/@?&=#]{4,}")
 MAX_REASON = 500
 

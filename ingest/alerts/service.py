@@ -195,6 +195,8 @@ class Evaluator:
                 log.warning("fetch failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
+            if not msgs:
+                continue
             started = time.perf_counter()
             changes: list[AlertChange] = []
             now = self.clock()

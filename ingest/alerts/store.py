@@ -279,8 +279,11 @@ async def record(
         ]
         group = f"{change.rule}|{change.labels.get('host', '')}|{change.state}|{change.repeat}"
         await conn.executemany(
+            # A group goes out when its first member's wait is over: later members join it.
             "INSERT INTO alert_deliveries (change_id, channel_id, group_key, next_attempt_at)"
-            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))"
+            " SELECT $1, $2, $3, coalesce((SELECT min(next_attempt_at) FROM alert_deliveries"
+            " WHERE channel_id = $2 AND group_key = $3 AND status = 'pending'"
+            " AND attempts = 0), now() + make_interval(secs => $4))"
             " ON CONFLICT DO NOTHING",
             [(change.id, channel, group, group_wait) for channel in channels],
         )
