@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from nats.js import JetStreamContext
@@ -18,6 +19,8 @@ from nats.js.errors import NotFoundError
 
 from unity.schemas.storage import DURABLE
 from unity.sdk.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
@@ -55,14 +58,42 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+    """Create the streams, or update them to the settings without lowering what an operator
+    raised: more replicas, a longer max age or a larger size limit set by hand are kept (with
+    a warning), so a default ingest start cannot turn R3 streams back into R1."""
     for config in stream_configs(settings):
         assert config.name is not None
         try:
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
-        else:
-            await js.update_stream(config)
+            continue
+        for key in ("num_replicas", "max_age", "max_bytes"):
+            ours, theirs = getattr(config, key), getattr(info.config, key)
+            if _raised(key, theirs, ours):
+                log.warning(
+                    "stream %s has %s %s, more than the settings' %s: kept as it is",
+                    config.name,
+                    key,
+                    theirs,
+                    ours,
+                )
+                setattr(config, key, theirs)
+        await js.update_stream(config)
+
+
+# How JetStream spells "no limit" for the limits an operator may raise.
+_UNLIMITED = {"max_age": 0, "max_bytes": -1}
+
+
+def _raised(key: str, theirs: float | None, ours: float | None) -> bool:
+    """Whether the stream's ``theirs`` is above the settings' ``ours``."""
+    if theirs is None or ours is None:
+        return False
+    unlimited = _UNLIMITED.get(key)
+    if unlimited is not None and ours == unlimited:
+        return False
+    return theirs == unlimited or theirs > ours
 
 
 def ingest_filters(settings: Settings) -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -173,3 +174,46 @@ async def _more(load: Load, n: int) -> None:
         return len(load.acked) >= target
 
     await wait_until(acked, within=90)
+
+
+async def test_a_start_never_lowers_what_an_operator_raised(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = NatsCluster(tmp_path, USERS)
+    cluster.start_all()
+    try:
+        ep = replace(
+            env.ep,
+            nats_url=",".join(cluster.urls),
+            nats_user="admin",
+            nats_password="cluster-admin",
+            nats_ca=cluster.ca_file,
+        )
+        r3 = Env(isolated_settings(ep, env.root, stream_replicas=3), ep, env.root)
+        for _ in range(60):
+            try:
+                nc, js = await streams_ready(r3)
+                break
+            except Exception:
+                await asyncio.sleep(0.5)
+        else:
+            pytest.fail(f"no cluster formed:\n{cluster.logs()}")
+        name = r3.settings.subjects.metrics_stream
+        # The operator also lifts the age limit by hand (0: none).
+        info = await js.stream_info(name)
+        info.config.max_age = 0
+        await js.update_stream(info.config)
+        # A default start (1 replica, the default age) keeps both, and says so.
+        default = Env(isolated_settings(ep, env.root), ep, env.root)
+        assert default.settings.stream_replicas == 1
+        caplog.set_level(logging.WARNING, logger="unity.ingest.streams")
+        nc2, _ = await streams_ready(default)
+        info = await js.stream_info(name)
+        assert info.config.num_replicas == 3
+        assert info.config.max_age == 0
+        said = [r.getMessage() for r in caplog.records]
+        assert any(f"stream {name} has num_replicas 3" in m for m in said), said
+        await nc2.close()
+        await nc.close()
+    finally:
+        cluster.stop_all()
