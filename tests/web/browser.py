@@ -35,11 +35,25 @@ def text(driver: webdriver.Chrome, css: str, within: float = WAIT_S) -> str:
 
 def console(driver: webdriver.Chrome) -> list[str]:
     """The page's console errors since the last call (uncaught exceptions among them)."""
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return [e["message"] for e in entries if e["level"] == "SEVERE"]
 
 
 def js(driver: webdriver.Chrome, script: str, *args: Any) -> Any:
     return driver.execute_script(script, *args)
+
+
+def chart(driver: webdriver.Chrome, title: str) -> dict[str, Any]:
+    """The labels of a chart's series and the data its uPlot holds: [x, series...]."""
+    found: dict[str, Any] = driver.execute_script(
+        """
+        const c = window.unity.charts.find((c) => c.title === arguments[0]);
+        return c && {labels: c.u.series.slice(1).map((s) => s.label), data: c.u.data};
+        """,
+        title,
+    )
+    assert found, f"no chart titled {title!r}"
+    return found
 
 
 def sign_in(driver: webdriver.Chrome, stack: Stack, scope: str) -> None:

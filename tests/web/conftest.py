@@ -17,7 +17,8 @@ from tests.web.stack import Stack, chromium
 @pytest.fixture(scope="module")
 def stack(servers: TestServers) -> Iterator[Stack]:
     with Stack(servers) as running:
-        running.call(running.store(data.hour(time.time() - 5)))
+        running.stored_until = time.time() - 5
+        running.call(running.store(data.hour(running.stored_until)))
         yield running
 
 

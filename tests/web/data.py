@@ -10,6 +10,10 @@ HOST = "web-test"
 STEP_S = 10
 GIB = 1024**3
 MODES = {"user": 0.20, "system": 0.10, "iowait": 0.02, "idle": 0.68}  # share of 4 cores
+# Counters count from this moment at steady rates, so any two samples, stored or live, give
+# the same rate.
+ORIGIN = 1_700_000_000.0
+RX, TX = 125_000.0, 25_000.0  # bytes/s
 
 
 def memory_used(t: float) -> float:
@@ -18,8 +22,8 @@ def memory_used(t: float) -> float:
 
 
 def at(t: float, i: int, host: str = HOST) -> list[MetricBatch]:
-    """The batches of every plugin for the collection at time t (the i-th since the start)."""
-    elapsed = i * STEP_S
+    """The batches of every plugin for the collection at time t (``i`` numbers it)."""
+    elapsed = t - ORIGIN
     used = memory_used(t)
     return [
         MetricBatch(
@@ -66,17 +70,14 @@ def at(t: float, i: int, host: str = HOST) -> list[MetricBatch]:
             ts=t,
             seq=i,
             samples=[
-                # 125 000 bytes/s in, 25 000 out
                 Sample(
                     "net_received_bytes",
-                    125_000.0 * elapsed,
+                    RX * elapsed,
                     {"interface": "eth0"},
                     "bytes",
                     "counter",
                 ),
-                Sample(
-                    "net_sent_bytes", 25_000.0 * elapsed, {"interface": "eth0"}, "bytes", "counter"
-                ),
+                Sample("net_sent_bytes", TX * elapsed, {"interface": "eth0"}, "bytes", "counter"),
             ],
         ),
         MetricBatch(

@@ -40,6 +40,7 @@ class Stack:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tokens: dict[str, str] = {}
+        self.stored_until = 0.0  # when the test data ends
         self.env: Env | None = None
         self._ready = threading.Event()
         self._failed: BaseException | None = None

@@ -1,16 +1,76 @@
-"""The web page in Debian's chromium against a real stack: sign-in, overview, host charts."""
+"""The web page in Debian's chromium against a real stack (API on a port, ingest, PostgreSQL,
+Valkey, NATS): sign-in, overview, host charts from stored points, live mode, plugins with
+the config editor, explore, alerts, sign-out. Screenshots of each page go to artifacts()."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.web import data
-from tests.web.browser import console, js, ready, shoot, sign_in, text
+from tests.web.browser import WAIT_S, chart, console, ready, shoot, sign_in, text
 from tests.web.stack import Stack
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "interval_ms": {"type": "integer", "minimum": 100},
+        "mode": {"type": "string", "enum": ["fast", "slow"]},
+        "targets": {"type": "array", "items": {"type": "string"}},
+        "verbose": {"type": "boolean"},
+    },
+    "required": ["interval_ms"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def tuner(stack: Stack) -> int:
+    """A registered plugin with a JSON Schema for its config."""
+    body = {
+        "host": data.HOST,
+        "plugin": "tuner",
+        "description": "a plugin with a config to edit",
+        "config_schema": SCHEMA,
+        "config": {"interval_ms": 1000, "mode": "fast", "targets": ["a", "b"], "verbose": False},
+    }
+    headers = {"Authorization": f"Bearer {stack.tokens['admin']}"}
+    resp = httpx.post(f"{stack.url}/api/v1/plugins", json=body, headers=headers, timeout=20)
+    assert resp.status_code in (200, 201), resp.text
+    plugin_id: int = resp.json()["id"]
+    return plugin_id
+
+
+def _drawn(browser: webdriver.Chrome, title: str, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of the chart's canvas have about the colour of its first line."""
+    count: int = browser.execute_script(
+        """
+        const [title, [r, g, b]] = arguments;
+        const c = window.unity.charts.find((c) => c.title === title).box.querySelector("canvas");
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i + 3] > 0 && Math.abs(d[i] - r) < 40 && Math.abs(d[i + 1] - g) < 40
+              && Math.abs(d[i + 2] - b) < 40) n++;
+        }
+        return n;
+        """,
+        title,
+        list(rgb),
+    )
+    return count
 
 
 def test_wrong_token_is_refused(stack: Stack, browser: webdriver.Chrome) -> None:
+    browser.get(stack.url + "/")
     browser.delete_all_cookies()
     browser.get(stack.url + "/")
     ready(browser, "signin")
@@ -18,12 +78,234 @@ def test_wrong_token_is_refused(stack: Stack, browser: webdriver.Chrome) -> None
     browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
     assert "not valid" in text(browser, "#signin-error")
     assert browser.get_cookies() == []
+    assert browser.find_element(By.ID, "nav").is_displayed() is False
     shoot(browser, "signin-refused")
 
 
 def test_overview_shows_the_host_with_values(stack: Stack, browser: webdriver.Chrome) -> None:
     sign_in(browser, stack, "admin")
+    # The page keeps no token: not in its URL, not in its storage.
+    assert stack.tokens["admin"] not in browser.current_url
+    storage = browser.execute_script(
+        "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage)"
+    )
+    assert stack.tokens["admin"] not in storage
+    cookie = browser.get_cookie("unity_session")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert browser.execute_script("return document.cookie") == ""
+
     row = browser.find_element(By.CSS_SELECTOR, f'tr[data-host="{data.HOST}"]')
-    cells = {c.get_attribute("data-k"): c.text for c in row.find_elements(By.CSS_SELECTOR, "td[data-k]")}
-    print(cells, console(browser))
+    cells = {
+        c.get_attribute("data-k"): c.text for c in row.find_elements(By.CSS_SELECTOR, "td[data-k]")
+    }
+    last = data.memory_used(stack.stored_until) / (16 * data.GIB) * 100
+    assert cells == {
+        "cpu": "30 %",  # user 20 % + system 10 %; idle and iowait are not busy
+        "mem": f"{last:.0f} %",
+        "disk": "40 %",
+        "net": "122 KiB/s / 24.4 KiB/s",  # 125 000 and 25 000 bytes/s
+        "temp": "52.5 °C",
+        "load": cells["load"],
+        "alerts": "none",
+    }
+    assert 1.0 <= float(cells["load"]) <= 1.5
+    assert row.get_attribute("data-status") == "up"
+    assert row.find_element(By.CSS_SELECTOR, ".spark canvas")
     shoot(browser, "overview")
+
+    box = browser.find_element(By.ID, "filter")
+    box.send_keys("no-such-host")
+    WebDriverWait(browser, WAIT_S).until(lambda d: not row.is_displayed())
+    assert browser.find_element(By.ID, "count").text == "0 of 1 hosts"
+    box.clear()
+    box.send_keys("web")
+    WebDriverWait(browser, WAIT_S).until(lambda d: row.is_displayed())
+    browser.find_element(By.CSS_SELECTOR, 'th[data-column="cpu"] button').click()
+    sorted_by = browser.find_element(By.CSS_SELECTOR, 'th[data-column="cpu"]')
+    assert sorted_by.get_attribute("aria-sort") in ("ascending", "descending")
+    assert console(browser) == [] or all("favicon" in m or " 401 " in m for m in console(browser))
+
+
+def test_host_page_charts_draw_the_stored_points(stack: Stack, browser: webdriver.Chrome) -> None:
+    sign_in(browser, stack, "admin")
+    browser.find_element(By.LINK_TEXT, data.HOST).click()
+    ready(browser, "host")
+    assert urlparse(browser.current_url).path == f"/hosts/{data.HOST}"
+    titles = browser.execute_script("return window.unity.charts.map((c) => c.title)")
+    assert {"CPU", "Load", "Memory", "Disk /", "Network eth0", "Temperatures"} <= set(titles)
+
+    memory = chart(browser, "Memory")
+    used = memory["labels"].index("used")
+    points = [
+        (t, v)
+        for t, v in zip(memory["data"][0], memory["data"][used + 1], strict=True)
+        if v is not None
+    ]
+    assert len(points) >= 300  # a point every 10 s over the hour
+    # Each 10 s bucket holds the one sample stored within it.
+    for t, v in points:
+        taken = t + (stack.stored_until - t) % data.STEP_S
+        assert abs(v - data.memory_used(taken)) < 1, (t, v)
+    assert _drawn(browser, "Memory", (0x3B, 0x82, 0xF6)) > 200
+
+    cpu = chart(browser, "CPU")
+    assert sorted(cpu["labels"]) == ["iowait", "system", "user"]
+    top = [v for v in cpu["data"][1] if v is not None]  # the stacked total of busy modes
+    assert top and all(abs(v - 32.0) < 0.01 for v in top)
+    net = chart(browser, "Network eth0")
+    rx = [v for v in net["data"][1 + net["labels"].index("in")] if v is not None]
+    assert rx and all(abs(v - data.RX) < 1 for v in rx)
+    shoot(browser, "host")
+
+    browser.find_element(By.CSS_SELECTOR, 'button[data-range="6h"]').click()
+    ready(browser, "host")
+    assert parse_qs(urlparse(browser.current_url).query)["range"] == ["6h"]
+
+    # Dragging across a chart zooms: the range lands in the URL, so the view can be shared.
+    over = browser.find_element(By.CSS_SELECTOR, 'figure[data-panel="memory:"] .u-over')
+    width = over.size["width"]
+    ActionChains(browser).move_to_element_with_offset(over, -width // 4, 0).click_and_hold().pause(
+        0.1
+    ).move_by_offset(width // 2, 0).pause(0.1).release().perform()
+    WebDriverWait(browser, WAIT_S).until(lambda d: "from=" in d.current_url)
+    ready(browser, "host")
+    query = parse_qs(urlparse(browser.current_url).query)
+    span = float(query["to"][0]) - float(query["from"][0])
+    assert 0 < span < 6 * 3600 * 0.75
+    assert chart(browser, "Memory")["data"][0]
+
+
+def test_live_mode_appends_points_from_the_stream(stack: Stack, browser: webdriver.Chrome) -> None:
+    sign_in(browser, stack, "read")
+    browser.get(f"{stack.url}/hosts/{data.HOST}?range=1h&live=1")
+    ready(browser, "host")
+    assert browser.find_element(By.ID, "live").is_selected()
+    before = chart(browser, "Memory")["data"][0][-1]
+    sent: dict[float, float] = {}
+    arrived: list[Any] = []
+    for k in range(30):
+        t = time.time()
+        stack.call(stack.store(data.at(t, 100_000 + k)))
+        sent[t] = data.memory_used(t)
+        time.sleep(1)
+        memory = chart(browser, "Memory")
+        used = memory["labels"].index("used")
+        arrived = [
+            (x, v)
+            for x, v in zip(memory["data"][0], memory["data"][used + 1], strict=True)
+            if x > before and v is not None
+        ]
+        if len(arrived) >= 2:
+            break
+    assert len(arrived) >= 2, "no live points arrived"
+    for x, v in arrived:
+        # The page reads times to the millisecond.
+        (expected,) = (value for t, value in sent.items() if abs(t - x) < 0.002)
+        assert abs(v - expected) < 1
+    # Counters become rates between consecutive live samples: 125 000 bytes/s in.
+    net = chart(browser, "Network eth0")
+    latest = net["data"][1 + net["labels"].index("in")][-1]
+    assert latest == pytest.approx(data.RX, rel=0.01)
+    shoot(browser, "host-live")
+
+
+def test_read_token_sees_no_admin_controls(
+    stack: Stack, browser: webdriver.Chrome, tuner: int
+) -> None:
+    sign_in(browser, stack, "read")
+    assert browser.find_element(By.ID, "who").text.endswith("(read)")
+    browser.find_element(By.LINK_TEXT, "Plugins").click()
+    ready(browser, "plugins")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-plugin="tuner"]')
+    row.find_element(By.CSS_SELECTOR, "button.details").click()
+    text(browser, ".config-form")
+    assert browser.find_elements(By.CSS_SELECTOR, ".admin") == []
+    assert browser.find_elements(By.XPATH, "//button[text()='Save config']") == []
+    field = browser.find_element(By.CSS_SELECTOR, '[data-path="$.interval_ms"] input')
+    assert field.get_attribute("value") == "1000" and not field.is_enabled()
+    shoot(browser, "plugins-read")
+    browser.find_element(By.LINK_TEXT, "Alerts").click()
+    ready(browser, "alerts")
+    assert browser.find_elements(By.CSS_SELECTOR, ".admin") == []
+
+
+def test_a_bad_config_edit_shows_the_api_error_in_place(
+    stack: Stack, browser: webdriver.Chrome, tuner: int
+) -> None:
+    sign_in(browser, stack, "admin")
+    browser.get(f"{stack.url}/plugins")
+    ready(browser, "plugins")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-plugin="tuner"]')
+    row.find_element(By.CSS_SELECTOR, "button.details").click()
+    text(browser, ".config-form")
+    targets = browser.find_element(By.CSS_SELECTOR, '[data-path="$.targets"] textarea')
+    assert targets.get_attribute("value") == "a\nb"
+    field = browser.find_element(By.CSS_SELECTOR, '[data-path="$.interval_ms"] input')
+    field.clear()
+    field.send_keys("5")
+    browser.find_element(By.XPATH, "//button[text()='Save config']").click()
+    error = text(browser, '[data-path="$.interval_ms"] .field-error')
+    assert "minimum of 100" in error
+    assert field.get_attribute("aria-invalid") == "true"
+    shoot(browser, "plugins-error")
+    stored = httpx.get(
+        f"{stack.url}/api/v1/plugins/{tuner}/config",
+        headers={"Authorization": f"Bearer {stack.tokens['admin']}"},
+    ).json()
+    assert stored["config"]["interval_ms"] == 1000  # refused, not saved
+
+    field.clear()
+    field.send_keys("250")
+    browser.find_element(By.XPATH, "//button[text()='Save config']").click()
+    status = browser.find_element(By.CSS_SELECTOR, ".config-form [role=status]")
+    WebDriverWait(browser, WAIT_S).until(lambda d: status.text.startswith("saved"), status.text)
+    assert browser.find_elements(By.CSS_SELECTOR, ".field-error") == []
+    stored = httpx.get(
+        f"{stack.url}/api/v1/plugins/{tuner}/config",
+        headers={"Authorization": f"Bearer {stack.tokens['admin']}"},
+    ).json()
+    assert stored["config"] == {
+        "interval_ms": 250,
+        "mode": "fast",
+        "targets": ["a", "b"],
+        "verbose": False,
+    }
+
+
+def test_explore_charts_a_selector(stack: Stack, browser: webdriver.Chrome) -> None:
+    sign_in(browser, stack, "read")
+    browser.find_element(By.LINK_TEXT, "Explore").click()
+    ready(browser, "explore")
+    box = browser.find_element(By.ID, "selector")
+    box.send_keys("net_received_bytes")
+    options = WebDriverWait(browser, WAIT_S).until(
+        lambda d: [
+            o.get_attribute("value")
+            for o in d.find_elements(By.CSS_SELECTOR, "#completions option")
+        ]
+    )
+    assert "net_received_bytes" in options
+    assert f'net_received_bytes{{host="{data.HOST}"}}' in options
+    browser.find_element(By.CSS_SELECTOR, "#query button[type=submit]").click()
+    ready(browser, "explore")
+    assert parse_qs(urlparse(browser.current_url).query)["selector"] == ["net_received_bytes"]
+    rates = [
+        v
+        for v in browser.execute_script("return window.unity.charts[0].u.data[1]")
+        if v is not None
+    ]
+    # A counter, charted as a rate; the current bucket is not over yet (see the overview).
+    assert len(rates) > 100 and all(abs(v - data.RX) < 1 for v in rates[:-1])
+    shoot(browser, "explore")
+
+
+def test_alerts_page_and_sign_out(stack: Stack, browser: webdriver.Chrome) -> None:
+    sign_in(browser, stack, "admin")
+    browser.find_element(By.LINK_TEXT, "Alerts").click()
+    ready(browser, "alerts")
+    shoot(browser, "alerts")
+    browser.find_element(By.ID, "signout").click()
+    ready(browser, "signin")
+    assert browser.get_cookie("unity_session") is None
+    browser.get(stack.url + "/plugins")
+    ready(browser, "signin")

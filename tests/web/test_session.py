@@ -53,9 +53,7 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_never_echoes_the_token
 
 
 async def test_cookie_is_secure_over_tls(api: Api) -> None:
-    resp = await api.client.post(
-        "https://unity/api/v1/session", json={"token": api.tokens["read"]}
-    )
+    resp = await api.client.post("https://unity/api/v1/session", json={"token": api.tokens["read"]})
     assert resp.status_code == 200
     assert SimpleCookie(resp.headers["set-cookie"])[COOKIE]["secure"] is True
 

@@ -6,6 +6,8 @@ import * as fmt from "./format.js";
 const PALETTE = ["#3b82f6", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899",
   "#84cc16", "#f97316", "#64748b"];
 
+const BINARY_STEPS = Array.from({ length: 60 }, (_, i) => 2 ** i);
+
 window.unity = window.unity || { charts: [] };
 
 function colour(name) {
@@ -46,7 +48,14 @@ export function chart(box, spec) {
     scales: { x: { time: true } },
     axes: [
       { stroke: axis, grid: { stroke: grid } },
-      { stroke: axis, grid: { stroke: grid }, size: 70, values: (u, ticks) => ticks.map(show) },
+      {
+        stroke: axis,
+        grid: { stroke: grid },
+        size: 70,
+        values: (u, ticks) => ticks.map(show),
+        // Bytes tick at powers of two, so that the labels come out as whole KiB, MiB, GiB.
+        ...(spec.unit === "bytes" ? { incrs: BINARY_STEPS } : {}),
+      },
     ],
     series: [
       { value: (u, v) => (v === null ? "–" : fmt.time(v)) },
@@ -109,7 +118,7 @@ export function spark(box, x, values, unit) {
       legend: { show: false },
       cursor: { show: false },
       select: { show: false },
-      scales: { x: { time: true }, y: { range: unit === "percent" ? [0, 100] : undefined } },
+      scales: { x: { time: true }, ...(unit === "percent" ? { y: { range: [0, 100] } } : {}) },
       axes: [{ show: false }, { show: false }],
       series: [{}, { stroke: c, width: 1, fill: `${c}33`, spanGaps: true, points: { show: false } }],
     },

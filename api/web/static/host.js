@@ -4,7 +4,7 @@
 import { api, q } from "./api.js";
 import { chart } from "./chart.js";
 import { Rates, follow, key, seconds } from "./live.js";
-import { IDLE, LEFT_OUT, align, drawn, group, seriesKey } from "./panels.js";
+import { LEFT_OUT, align, drawn, group, seriesKey } from "./panels.js";
 import * as range from "./range.js";
 
 export async function render(main, [host], navigate) {
@@ -106,7 +106,7 @@ export async function render(main, [host], navigate) {
         if (total > 0) {
           cpu.members.forEach((m, i) => {
             const mode = m.series.labels.mode;
-            if (!IDLE.has(mode) && mode in deltas) put(cpu, ts, i, (100 * deltas[mode]) / total);
+            if (mode in deltas) put(cpu, ts, i, (100 * deltas[mode]) / total);
           });
         }
       }

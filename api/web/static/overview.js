@@ -62,11 +62,16 @@ function cpuHistory(series) {
   return [times, times.map((t) => { const b = buckets.get(t); return b.total > 0 ? (100 * b.busy) / b.total : null; })];
 }
 
-function netLast(series, name) {
+/** The newest rate of a whole bucket: the query layer divides the current bucket's increase
+ * by the full step, which understates it until the bucket is over. */
+function netLast(series, name, step) {
+  const now = Date.now() / 1000;
   let sum = null;
   for (const s of series) {
     if (s.name !== name || s.labels.interface === "lo" || !s.points.length) continue;
-    sum = (sum || 0) + s.points[s.points.length - 1][1];
+    const whole = s.points.filter(([t]) => t + step <= now);
+    const point = whole.length ? whole[whole.length - 1] : s.points[s.points.length - 1];
+    sum = (sum || 0) + point[1];
   }
   return sum;
 }
@@ -126,8 +131,8 @@ export async function render(main) {
     [row.sparkX, row.sparkV] = cpuHistory(series.filter((s) => s.name === "cpu_time_seconds"));
     const known = row.sparkV.filter((v) => v !== null);
     row.cpu = known.length ? known[known.length - 1] : null;
-    row.netIn = netLast(series, "net_received_bytes");
-    row.netOut = netLast(series, "net_sent_bytes");
+    row.netIn = netLast(series, "net_received_bytes", hour.step_s);
+    row.netOut = netLast(series, "net_sent_bytes", hour.step_s);
   }
   for (const [host, n] of alerts) if (rows.has(host)) rows.get(host).alerts = n;
 
@@ -224,7 +229,7 @@ export async function render(main) {
   const dirty = new Set();
   const cpuPrev = new Map();
   const stop = follow(`{__name__=~"${[...GAUGES, ...COUNTERS].join("|")}"}`, (batch) => {
-    let row = rows.get(batch.host);
+    const row = rows.get(batch.host);
     if (!row) return;
     const ts = seconds(batch.ts);
     row.lastSeen = Math.max(row.lastSeen, ts);

@@ -17,6 +17,7 @@ const PANELS = [
 const SHORT = { net_received_bytes: "in", net_sent_bytes: "out", diskio_read_bytes: "read", diskio_written_bytes: "written" };
 // Series a host page leaves out: one per core and mode is too many lines to read.
 export const LEFT_OUT = ["cpu_core_time_seconds"];
+// Not busy: the overview's cpu % leaves both out; the cpu chart stacks iowait (worth seeing).
 export const IDLE = new Set(["idle", "iowait"]);
 
 function labelText(labels, skip) {
@@ -68,7 +69,7 @@ export function group(series) {
     else if (def) label = [def.names.length > 1 || def.split === undefined && Object.keys(s.labels).length === 0 ? shortName(s.name) : "", labelText(s.labels, def.split)].filter(Boolean).join(" ") || shortName(s.name);
     else label = labelText(s.labels) || s.instance || s.name;
     if (s.instance && !panel.cpu && def) label += ` (${s.instance})`;
-    panel.members.push({ key: seriesKey(s), label, series: s, idle: panel.cpu && IDLE.has(s.labels.mode) });
+    panel.members.push({ key: seriesKey(s), label, series: s, idle: panel.cpu && s.labels.mode === "idle" });
   }
   for (const panel of panels.values()) panel.members.sort((a, b) => a.label.localeCompare(b.label));
   return [...panels.values()].sort((a, b) => a.order - b.order || a.title.localeCompare(b.title));
@@ -91,7 +92,7 @@ export function align(panel) {
   return { x, values: percent.filter((_, i) => !panel.members[i].idle) };
 }
 
-/** The members a panel draws: cpu's idle modes only count towards the total. */
+/** The members a panel draws: cpu's idle mode only counts towards the total. */
 export function drawn(panel) {
   return panel.members.filter((m) => !m.idle);
 }

@@ -60,6 +60,7 @@ async function details(p, box, refresh) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     editor.clearErrors();
+    status.textContent = "saving…";
     let value;
     try {
       value = editor.read();
