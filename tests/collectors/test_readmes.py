@@ -27,7 +27,7 @@ BUILTINS: tuple[str, ...] = (
     "sensors",
     "gpu",
 )
-BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs")  # issue 19: disks, arrays, power and containers
+BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi")  # issue 19: disks, arrays, power and containers
 BUILTINS += ("http", "tcp", "certificate", "postgres", "valkey", "sqlite", "dns")  # issue 20
 
 
