@@ -18,7 +18,7 @@ from unity.api.responses import MsgspecResponse
 from unity.api.rows import from_row
 from unity.api.state import AppState, state_of
 from unity.schemas.api import LatestResponse, LatestSource, LatestValue
-from unity.schemas.storage import index_key, latest_key
+from unity.schemas.storage import RUN_ID_LUA, index_key, latest_key, run_key
 
 SELECTOR = Param("selector", "query", {"type": "string"}, 'e.g. cpu_usage_percent{host="nas"}')
 LEGACY = (
@@ -43,10 +43,13 @@ def request_selector(request: Request) -> selectors.Selector:
 
 # The values of the hashes under a key prefix (or of one hash) in one round trip: the index,
 # then every matching hash, in a script; reading the index first and the hashes in a pipeline
-# after it took two, with valkey-py's per-command work for each hash.
-_READ = """
+# after it took two, with valkey-py's per-command work for each hash. Nothing (nil) when the
+# hashes are not marked complete in this Valkey run: it restarted with older data than
+# PostgreSQL's, and ingest has not refreshed it yet (ingest.cache).
+_READ = f"""
+if redis.call('GET', KEYS[2]) ~= {RUN_ID_LUA} then return false end
 local prefix, one, suffix = ARGV[1], ARGV[2], ARGV[3]
-local out = {}
+local out = {{}}
 local function take(key)
   for _, value in ipairs(redis.call('HVALS', key)) do out[#out + 1] = value end
 end
@@ -62,6 +65,12 @@ else
 end
 return out
 """
+
+
+class NotCurrent(LookupError):
+    """Valkey restarted and ingest has not refreshed its latest values yet."""
+
+
 _READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()  # noqa: S324 -- the script's cache key
 _values = msgspec.json.Decoder(list[LatestValue])
 
@@ -71,15 +80,17 @@ async def read_values(
 ) -> list[LatestValue]:
     """The values in the hashes of ``host`` and ``plugin`` (None: any), as ``read_latest``
     finds them; a host's key prefix also takes in hosts named ``host:...``, which the
-    selector leaves out afterwards."""
+    selector leaves out afterwards. Raises NotCurrent while they are not known complete."""
     one = latest_key(root, host, plugin) if host is not None and plugin is not None else ""
     prefix = latest_key(root, host, "") if host is not None else ""
     suffix = f":{plugin}" if plugin is not None else ""
-    args = (index_key(root), prefix, one, suffix)
+    args = (index_key(root), run_key(root), prefix, one, suffix)
     try:
-        raw: list[bytes] = await client.evalsha(_READ_SHA, 1, *args)  # type: ignore[misc]
+        raw: list[bytes] | None = await client.evalsha(_READ_SHA, 2, *args)  # type: ignore[misc]
     except NoScriptError:  # first use on this server, or its script cache was flushed
-        raw = await client.eval(_READ, 1, *args)  # type: ignore[misc]
+        raw = await client.eval(_READ, 2, *args)  # type: ignore[misc]
+    if raw is None:
+        raise NotCurrent(f"valkey's latest values under {root!r} await a refresh")
     # One decode for all: the stored values are LatestValue JSON documents.
     return _values.decode(b"[" + b",".join(raw) + b"]")
 
@@ -96,7 +107,7 @@ async def latest_values(
         items = await read_values(
             st.valkey, st.settings.subjects.root, selector.equal("host"), selector.equal("plugin")
         )
-    except (ValkeyError, OSError):
+    except (ValkeyError, OSError, NotCurrent):
         st.metrics.latest_fallbacks += 1
         return "postgres", await _from_postgres(st.pool, selector)
     items = [i for i in items if selector.matches(i)]

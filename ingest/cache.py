@@ -1,17 +1,26 @@
-"""Latest values in Valkey: one hash per host and plugin, written in one script call per batch."""
+"""Latest values in Valkey: one hash per host and plugin, written in one script call per batch.
+
+A Valkey that restarts comes back with whatever it last saved (or nothing), older than what
+PostgreSQL holds. The key ``run_key`` names the Valkey run (its ``run_id``) in which the hashes
+were last made complete; while it names another run, readers use PostgreSQL, and ingest's next
+write refreshes every series from PostgreSQL and then marks the run.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
+import asyncpg
 import msgspec
 import valkey.asyncio as valkey
 from valkey.exceptions import ValkeyError
 
 from unity.schemas.api import LatestValue
-from unity.schemas.storage import index_key, latest_key, stamps_key
+from unity.schemas.storage import RUN_ID_LUA, index_key, latest_key, run_key, stamps_key
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +34,10 @@ def series_field(value: LatestValue) -> str:
 
 
 # Several pullers and workers commit batches in any order: a value is written only when it is
-# not older than the one stored, compared on the epoch kept in the stamps hash.
-_NEWER_WINS = """
+# not older than the one stored, compared on the epoch kept in the stamps hash. Returns how many
+# were written, this Valkey's run and whether the hashes are marked complete in it.
+_NEWER_WINS = f"""
+local run = {RUN_ID_LUA}
 local written = 0
 for i = 1, #ARGV, 5 do
   local key, stamps, field, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -38,27 +49,76 @@ for i = 1, #ARGV, 5 do
     written = written + 1
   end
 end
-return written
+return {{written, run, redis.call('GET', KEYS[2]) == run and 1 or 0}}
+"""
+_MARK = f"""
+local run = {RUN_ID_LUA}
+if run == ARGV[1] then redis.call('SET', KEYS[1], run) return 1 end
+return 0
 """
 
 
 async def write_latest(client: valkey.Valkey, root: str, values: Iterable[LatestValue]) -> int:
-    """Store each value unless Valkey holds a newer one; returns how many were written."""
+    """Store each value unless Valkey holds a newer one, and declare the hashes complete;
+    returns how many were written."""
+    written, run, _ = await _write(client, root, values)
+    await _mark(client, root, run)
+    return written
+
+
+async def _mark(client: valkey.Valkey, root: str, run: str) -> bool:
+    """Mark the hashes complete in Valkey run ``run``; False when Valkey restarted since."""
+    done: int = await client.register_script(_MARK)(keys=[run_key(root)], args=[run])
+    return bool(done)
+
+
+async def _write(
+    client: valkey.Valkey, root: str, values: Iterable[LatestValue]
+) -> tuple[int, str, bool]:
+    """Write as ``write_latest`` does; returns (written, Valkey's run, marked complete)."""
     newest: dict[tuple[str, str], LatestValue] = {}
     for value in values:
         slot = (latest_key(root, value.host, value.plugin), series_field(value))
         seen = newest.get(slot)
         if seen is None or seen.ts <= value.ts:
             newest[slot] = value
-    if not newest:
-        return 0
     args: list[str | bytes] = []
     for (key, field), value in newest.items():
         stamps = stamps_key(root, value.host, value.plugin)
         args += [key, stamps, field, repr(value.ts.timestamp()), _encoder.encode(value)]
     script = client.register_script(_NEWER_WINS)
-    written: int = await script(keys=[index_key(root)], args=args)
-    return written
+    written, run, marked = await script(keys=[index_key(root), run_key(root)], args=args)
+    return int(written), run.decode() if isinstance(run, bytes) else str(run), bool(marked)
+
+
+_LOAD = """
+SELECT s.host, s.plugin, s.instance, s.name, s.labels::text AS labels, s.unit, s.kind,
+       l.time AS ts, l.value
+FROM series s
+CROSS JOIN LATERAL (
+    SELECT time, value FROM samples WHERE series_id = s.id ORDER BY time DESC LIMIT 1
+) l
+"""
+_labels = msgspec.json.Decoder(dict[str, str])
+
+
+async def load_latest(pool: asyncpg.Pool) -> list[LatestValue]:
+    """The newest stored sample of every series, as Valkey holds them."""
+    rows = await pool.fetch(_LOAD)
+    return [
+        LatestValue(
+            host=r["host"],
+            plugin=r["plugin"],
+            instance=r["instance"],
+            name=r["name"],
+            labels=_labels.decode(r["labels"]),
+            unit=r["unit"],
+            kind=r["kind"],
+            value=r["value"],
+            ts=r["ts"],
+        )
+        for r in rows
+    ]
 
 
 async def read_latest(
@@ -88,22 +148,36 @@ async def read_latest(
     return out
 
 
+Loader = Callable[[], Awaitable[list[LatestValue]]]
+
+
 class LatestCache:
     """Writes latest values after each commit; rides out a Valkey outage without losing any.
 
     While Valkey fails, the newest value of every series waits here (one entry per series, so
     the memory is bounded by the catalogue) and the next attempt waits 1, 2, 4 ... 30 s; the
-    first write that succeeds refreshes everything that waited.
+    first write that succeeds refreshes everything that waited. A write that finds Valkey in a
+    run not marked complete (it restarted) starts a reload of every series with ``load``, in
+    the background: readers use PostgreSQL until it is done.
     """
 
-    def __init__(self, client: valkey.Valkey, root: str, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self,
+        client: valkey.Valkey,
+        root: str,
+        max_backoff: float = 30.0,
+        load: Loader | None = None,
+    ) -> None:
         self._client = client
         self._root = root
         self._max_backoff = max_backoff
+        self._load = load
         self._waiting: dict[tuple[str, str], LatestValue] = {}
         self._backoff = 0.0
         self._next_try = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
         self.failures = 0
+        self.refreshes = 0
 
     @property
     def waiting(self) -> int:
@@ -119,7 +193,7 @@ class LatestCache:
         if not self._waiting or time.monotonic() < self._next_try:
             return False
         try:
-            await write_latest(self._client, self._root, self._waiting.values())
+            _, run, marked = await _write(self._client, self._root, self._waiting.values())
         except (ValkeyError, OSError) as exc:
             self.failures += 1
             self._backoff = min(max(self._backoff * 2, 1.0), self._max_backoff)
@@ -136,4 +210,40 @@ class LatestCache:
         self._waiting.clear()
         self._backoff = 0.0
         self._next_try = 0.0
+        if not marked:
+            self._start_refresh(run)
         return True
+
+    async def check(self) -> None:
+        """Start a refresh if Valkey restarted since its hashes were marked complete (at start,
+        and from the report loop while no data comes)."""
+        try:
+            _, run, marked = await _write(self._client, self._root, ())
+        except (ValkeyError, OSError) as exc:
+            log.warning("valkey check failed (%s); the next write tries again", exc)
+            return
+        if not marked:
+            self._start_refresh(run)
+
+    async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
+
+    def _start_refresh(self, run: str) -> None:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._refresh(run))
+
+    async def _refresh(self, run: str) -> None:
+        """Write the newest stored value of every series into Valkey run ``run``, then mark it
+        complete. Batches committed meanwhile write newer values, which the older ones of the
+        reload do not replace."""
+        try:
+            values = await self._load() if self._load is not None else []
+            written, now, marked = await _write(self._client, self._root, values)
+            if not marked and now == run and await _mark(self._client, self._root, run):
+                self.refreshes += 1
+                log.info("valkey run %s: refreshed %d series from postgresql", run[:8], written)
+        except Exception as exc:  # PostgreSQL or Valkey down: readers keep using PostgreSQL
+            log.warning("refreshing valkey from postgresql failed (%s); retried later", exc)

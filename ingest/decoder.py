@@ -10,6 +10,9 @@ commit time.
 
 from __future__ import annotations
 
+import logging
+from bisect import bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,6 +34,8 @@ from unity.schemas import (
 )
 from unity.schemas.api import LatestValue
 
+log = logging.getLogger(__name__)
+
 Run = tuple[datetime, str, str, str, str, str, float, int]
 EventRow = tuple[datetime, str, str, str, str, str, str, str]
 Source = tuple[str, str, str]  # host, plugin, instance
@@ -41,6 +46,11 @@ Source = tuple[str, str, str]  # host, plugin, instance
 Shape = list[tuple[str, dict[str, str], int]]
 SHAPES_MAX = 10_000
 Newest = tuple[float, tuple[int, int], Sample, Source]  # epoch, (message, position), ...
+# How deep an event's free ``data`` may nest. PostgreSQL's jsonb parser recurses too, and a
+# document far deeper than any inventory needs is refused here as ``too_deep`` rather than in
+# the commit; msgspec's own bound (the interpreter's recursion limit, about 1000) catches the
+# rest, in fields the decoder skips as well.
+MAX_DEPTH = 32
 
 
 @dataclass(slots=True)
@@ -82,6 +92,13 @@ class Work:
     seen: dict[Source, Seen] = field(default_factory=dict)
     dead: list[Dead] = field(default_factory=list)
     strings_skipped: int = 0
+    # The first row of each message, in order: which message a row came from (conflicts).
+    starts: list[int] = field(default_factory=list)
+    msgs: list[Msg] = field(default_factory=list)
+    # Values the commit found stored for (series id, microseconds) instead of this batch's,
+    # and the messages (by id) already dead-lettered for it.
+    stored: dict[tuple[int, int], float] = field(default_factory=dict)
+    conflicted: set[int] = field(default_factory=set)
 
     def keep_newest(
         self, key: FastKey | int, epoch: float, at: tuple[int, int], sample: Sample, src: Source
@@ -90,35 +107,72 @@ class Work:
         if held is None or (held[0], held[1]) <= (epoch, at):
             self.newest[key] = (epoch, at, sample, src)
 
-    def latest(self) -> list[LatestValue]:
+    def latest(
+        self,
+        stored: Mapping[tuple[int, int], float] | None = None,
+        ids: Mapping[FastKey, int] | None = None,
+    ) -> list[LatestValue]:
+        """The newest value of each series; where ``stored`` holds a (series id, microseconds)
+        the commit found taken by another value (a conflict), that stored value instead, so
+        Valkey says what PostgreSQL holds. ``ids`` resolves series not cached at decode time."""
         for epoch, batch, good, shape, src in self.newest_shapes.values():
             for pos, ((sample, _), (_, _, sid)) in enumerate(zip(good, shape, strict=True)):
                 self.keep_newest(sid, epoch, (batch, pos), sample, src)
         self.newest_shapes.clear()
-        return [
-            LatestValue(
-                host=src[0],
-                plugin=src[1],
-                instance=src[2],
-                name=s.name,
-                labels=s.labels,
-                unit=s.unit,
-                kind=s.kind,
-                value=s.value,
-                ts=datetime.fromtimestamp(epoch, UTC),
+        out = []
+        for key, (epoch, _, s, src) in self.newest.items():
+            value = s.value
+            if stored:
+                sid = key if isinstance(key, int) else (ids or {}).get(key, 0)
+                value = stored.get((sid, round(epoch * 1_000_000)), value)
+            out.append(
+                LatestValue(
+                    host=src[0],
+                    plugin=src[1],
+                    instance=src[2],
+                    name=s.name,
+                    labels=s.labels,
+                    unit=s.unit,
+                    kind=s.kind,
+                    value=value,
+                    ts=datetime.fromtimestamp(epoch, UTC),
+                )
             )
-            for epoch, _, s, src in self.newest.values()
-        ]
+        return out
+
+    def message_of(self, row: int) -> Msg:
+        """The message whose sample became row ``row``."""
+        return self.msgs[bisect_right(self.starts, row) - 1]
 
     def reject(self, msg: Msg, reason: str, message: str) -> None:
-        """Dead-letter ``msg``; several problems in one message become one entry."""
-        if self.dead and self.dead[-1].msg is msg:
-            held = self.dead[-1]
+        """Dead-letter ``msg``; several problems in one message become one entry (the DLQ
+        keeps one per message: its Msg-Id is the original's stream sequence)."""
+        held = next((d for d in reversed(self.dead) if d.msg is msg), None)
+        if held is not None:
             if held.reason != reason:
                 held.reason = "bad_samples"
             held.message = f"{held.message}; {message}"[:2000]
         else:
             self.dead.append(Dead(msg, reason, message[:2000]))
+
+    def mark(self) -> tuple[int, int, int, int, int]:
+        return (
+            len(self.rows),
+            len(self.unresolved),
+            len(self.runs),
+            len(self.events),
+            self.batches,
+        )
+
+    def undo(self, mark: tuple[int, int, int, int, int]) -> None:
+        """Drop what was added since ``mark``: a message that failed half-way stores nothing
+        of its own (its registry last-seen may stay: it did publish)."""
+        rows, unresolved, runs, events, batches = mark
+        del self.rows[rows:], self.unresolved[unresolved:], self.runs[runs:], self.events[events:]
+        for key in [k for k, held in self.newest.items() if held[1][0] >= batches]:
+            del self.newest[key]
+        for key in [k for k, held in self.newest_shapes.items() if held[1] >= batches]:
+            del self.newest_shapes[key]
 
     def see(self, source: Source, at: datetime) -> None:
         seen = self.seen.get(source)
@@ -134,6 +188,39 @@ def _same_series(good: list[tuple[Sample, float]], shape: Shape) -> bool:
         if sample.name != name or sample.labels != labels:
             return False
     return True
+
+
+def _same_source(parts: list[str], host: str, plugin: str) -> None:
+    """Refuse a body whose host or plugin is not the one its subject names: per-host
+    publish permissions on subjects would protect nothing otherwise. Producers name the
+    subject with ``token()`` of the body's values, so both sides are compared sanitised."""
+    named = (parts[2], parts[3]) if len(parts) == 4 else (".".join(parts[2:]), "")
+    said = (token(host), token(plugin))
+    if named != said:
+        raise DecodeError(
+            "subject_mismatch",
+            f"the body says host {said[0]!r} plugin {said[1]!r}, "
+            f"the subject {named[0]!r} {named[1]!r}",
+        )
+
+
+def _depth(value: object) -> int:
+    """How deeply ``value`` nests lists and dicts, without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _ts(value: datetime | float | None, fallback: datetime) -> datetime:
@@ -159,25 +246,48 @@ class Decoder:
         return work
 
     def decode_one(self, msg: Msg, work: Work) -> None:
+        """Add ``msg`` to ``work``, or dead-letter it with a reason: whatever goes wrong with
+        one message, the rest of the batch goes on."""
+        mark = work.mark()
+        work.starts.append(mark[0])
+        work.msgs.append(msg)
+        try:
+            self._decode_one(msg, work)
+        except DecodeError as exc:
+            work.reject(msg, exc.reason, str(exc))
+        except RecursionError:
+            work.undo(mark)
+            work.reject(msg, "too_deep", "nested deeper than the decoder's recursion limit")
+        except Exception as exc:  # a bug met by this message: it must not stop the others
+            work.undo(mark)
+            log.exception("decoding the message from %s failed", msg.subject)
+            work.reject(msg, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    def _decode_one(self, msg: Msg, work: Work) -> None:
         meta = msg.metadata
         published = meta.timestamp or datetime.now(UTC)
         headers = msg.headers
         content_type = headers.get("Content-Type") if headers else None
         parts = msg.subject.split(".", 3)
         kind = parts[1] if len(parts) > 1 else ""
-        try:
-            if kind == "metrics":
-                self._batch(decode(msg.data, MetricBatch, content_type), msg, published, work)
-            elif kind == "lp":
-                self._lines(msg, parts[2] if len(parts) > 2 else "_", published, work)
-            elif kind == "health":
-                self._health(decode(msg.data, HealthReport, content_type), published, work)
-            elif kind == "events":
-                self._event(decode(msg.data, Event, content_type), published, work)
-            else:
-                work.reject(msg, "unknown_subject", f"no handler for {msg.subject}")
-        except DecodeError as exc:
-            work.reject(msg, exc.reason, str(exc))
+        if kind == "metrics":
+            batch = decode(msg.data, MetricBatch, content_type)
+            _same_source(parts, batch.host, batch.plugin)
+            self._batch(batch, msg, published, work)
+        elif kind == "lp":
+            self._lines(msg, parts[2] if len(parts) > 2 else "_", published, work)
+        elif kind == "health":
+            report = decode(msg.data, HealthReport, content_type)
+            _same_source(parts, report.host, report.plugin)
+            self._health(report, published, work)
+        elif kind == "events":
+            event = decode(msg.data, Event, content_type)
+            _same_source(parts, event.host, event.plugin)
+            if _depth(event.data) > MAX_DEPTH:
+                raise DecodeError("too_deep", f"Event data nests deeper than {MAX_DEPTH} levels")
+            self._event(event, published, work)
+        else:
+            work.reject(msg, "unknown_subject", f"no handler for {msg.subject}")
 
     def _batch(self, batch: MetricBatch, msg: Msg, published: datetime, work: Work) -> None:
         batch_ts = _ts(batch.ts, published)
@@ -260,8 +370,17 @@ class Decoder:
     def _lines(self, msg: Msg, host: str, published: datetime, work: Work) -> None:
         parsed = to_batches(msg.data, host)
         work.strings_skipped += parsed.strings_skipped
+        # Lines tagged with another host than the subject's are refused like a spoofed batch;
+        # the rest of the message is stored (as with lines that do not parse).
+        own = token(host)
+        others = sorted(b.host for b in parsed.batches if b.host != own)
         for batch in parsed.batches:
-            self._batch(batch, msg, published, work)
+            if batch.host == own:
+                self._batch(batch, msg, published, work)
+        if others:
+            work.reject(
+                msg, "subject_mismatch", f"lines of host(s) {', '.join(others)} on {msg.subject}"
+            )
         if parsed.errors:
             work.reject(msg, "bad_line_protocol", "; ".join(parsed.errors))
 

@@ -46,12 +46,31 @@ async def dead_letter(
 ) -> None:
     """Store ``msg`` in the DLQ; returns once JetStream has acknowledged the copy."""
     meta = msg.metadata
+    stored = Stored(meta.stream, meta.sequence.stream, msg.subject, msg.data, msg.headers)
+    await dead_letter_stored(js, subjects, stored, reason, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A message as its stream holds it (a delivery, or read back by sequence)."""
+
+    stream: str
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None
+
+
+async def dead_letter_stored(
+    js: JetStreamContext, subjects: Subjects, msg: Stored, reason: str, message: str
+) -> None:
+    """Store ``msg`` in the DLQ, once per original (a second copy is a duplicate)."""
     headers = {
         REASON: reason,
         ERROR: message.replace("\r", " ").replace("\n", " ")[:2000],
         SUBJECT: msg.subject,
-        STREAM_SEQ: str(meta.sequence.stream),
-        "Nats-Msg-Id": f"dlq:{meta.stream}:{meta.sequence.stream}",
+        STREAM_SEQ: str(msg.seq),
+        "Nats-Msg-Id": f"dlq:{msg.stream}:{msg.seq}",
     }
     # As is: any alias of MessagePack (or an unsupported type) must decode the same on re-drive.
     content_type = (msg.headers or {}).get(CONTENT_TYPE)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -22,9 +23,10 @@ from nats.js.errors import Error as JetStreamError
 
 from unity.ingest.cache import LatestCache
 from unity.ingest.catalogue import Catalogue
+from unity.ingest.copyformat import unpack_row
 from unity.ingest.decoder import Decoder, Work
 from unity.ingest.dlq import dead_letter
-from unity.ingest.writer import write_work
+from unity.ingest.writer import Conflict, write_work
 from unity.sdk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class Stats:
     merges: int = 0
     redelivered: int = 0
     strings_skipped: int = 0
+    # Samples that met another value already stored for their series and time.
+    conflicts: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     commit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=COMMITS_KEPT))
 
@@ -117,24 +121,6 @@ class Pipeline:
             try:
                 await self._commit(work)
                 break
-            except REFUSED as exc:
-                if len(msgs) == 1:
-                    work.dead.clear()
-                    work.reject(msgs[0], "db_refused", f"{type(exc).__name__}: {exc}")
-                    work.rows.clear()
-                    work.unresolved.clear()
-                    work.runs.clear()
-                    work.events.clear()
-                    work.newest.clear()
-                    work.newest_shapes.clear()
-                    work.seen.clear()
-                    await self._commit(work)
-                    break
-                # Find the message PostgreSQL refuses by writing them one at a time.
-                log.warning("database refused a batch (%s); writing it message by message", exc)
-                for msg in msgs:
-                    await self._process([msg])
-                return
             except TRANSIENT as exc:
                 if self.stopping.is_set():
                     raise Stopped(f"stopping with an unwritten batch: {exc}") from exc
@@ -142,8 +128,16 @@ class Pipeline:
                 log.warning("write failed (%s: %s); retrying in %.1fs", name, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+            except (asyncpg.PostgresError, JetStreamError) as exc:
+                if not isinstance(exc, REFUSED):
+                    raise  # not about one message (a missing table): the caller backs off
+                await self._isolate(msgs, work, "db_refused", exc)
+                return
+            except Exception as exc:  # a bug met by some message: find it, keep the rest
+                await self._isolate(msgs, work, "internal_error", exc)
+                return
         if self._cache is not None and not self._replay:
-            await self._cache.update(work.latest())
+            await self._cache.update(work.latest(work.stored, self.catalogue.fast))
         for msg in msgs:
             await msg.ack()
         stats = self.stats
@@ -153,6 +147,22 @@ class Pipeline:
         stats.strings_skipped += work.strings_skipped
         stats.redelivered += sum(1 for m in msgs if m.metadata.num_delivered > 1)
 
+    async def _isolate(self, msgs: list[Msg], work: Work, reason: str, exc: Exception) -> None:
+        """Write ``msgs`` one at a time; the one that fails alone is dead-lettered."""
+        if len(msgs) > 1:
+            log.warning("a batch failed (%s: %s); writing it message by message", reason, exc)
+            for msg in msgs:
+                await self._process([msg])
+            return
+        if reason == "internal_error":
+            log.error("writing the message from %s failed", msgs[0].subject, exc_info=exc)
+        work = Work()
+        work.reject(msgs[0], reason, f"{type(exc).__name__}: {exc}")
+        await self._commit(work)
+        await msgs[0].ack()
+        self.stats.batches += 1
+        self.stats.messages += 1
+
     async def _commit(self, work: Work) -> None:
         started = time.perf_counter()
         async with self._pool.acquire() as conn:
@@ -160,6 +170,8 @@ class Pipeline:
         self.stats.commit_seconds.append(time.perf_counter() - started)
         self.stats.series_looked_up += written.series_looked_up
         self.stats.merges += written.path == "merge"
+        if written.conflicts:
+            self._conflicts(work, written.conflicts)
         # Dead letters before acks: the original is acked only once its DLQ copy is stored.
         for dead in work.dead:
             if not self._replay:
@@ -168,6 +180,27 @@ class Pipeline:
                 log.info("dead-lettered %s from %s: %s", dead.reason, subject, dead.message)
             self.stats.dead[dead.reason] += 1
         work.dead.clear()
+
+    def _conflicts(self, work: Work, conflicts: list[Conflict]) -> None:
+        """First committed wins: the stored value goes to Valkey, each message that brought
+        another value goes to the DLQ as ``conflict`` (once, should the commit be retried)."""
+        losers: dict[int, tuple[Msg, list[str]]] = {}
+        for row, stored in conflicts:
+            ts_us, sid, value = unpack_row(work.rows[row])
+            work.stored[(sid, ts_us)] = stored
+            msg = work.message_of(row)
+            if id(msg) in work.conflicted:
+                continue
+            at = datetime.fromtimestamp(ts_us / 1_000_000, UTC).isoformat()
+            note = f"series {sid} at {at}: {value!r}, stored {stored!r}"
+            losers.setdefault(id(msg), (msg, []))[1].append(note)
+        for key, (msg, notes) in losers.items():
+            work.conflicted.add(key)
+            self.stats.conflicts += len(notes)
+            shown = "; ".join(notes[:5]) + (f" (+{len(notes) - 5} more)" if len(notes) > 5 else "")
+            work.reject(
+                msg, "conflict", f"another value is stored for {len(notes)} sample(s): {shown}"
+            )
 
     async def _keep_alive(self, msgs: list[Msg]) -> None:
         """Tell JetStream the batch is still being worked on, so it is not redelivered."""

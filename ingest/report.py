@@ -44,6 +44,7 @@ class Reporter:
             Sample("ingest_series_lookups_total", stats.series_looked_up, kind="counter"),
             Sample("ingest_merges_total", stats.merges, kind="counter"),
             Sample("ingest_redeliveries_total", stats.redelivered, kind="counter"),
+            Sample("ingest_conflicts_total", stats.conflicts, kind="counter"),
             Sample("ingest_lp_strings_skipped_total", stats.strings_skipped, kind="counter"),
             Sample("ingest_valkey_failures_total", valkey_failures, kind="counter"),
             Sample("ingest_valkey_waiting_series", valkey_waiting),

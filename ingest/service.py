@@ -13,6 +13,7 @@ import gc
 import logging
 
 import asyncpg
+import msgspec
 import valkey.asyncio as valkey
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -21,10 +22,16 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
-from unity.ingest.cache import LatestCache
+from unity.ingest.cache import LatestCache, load_latest
+from unity.ingest.dlq import Stored, dead_letter_stored
 from unity.ingest.pipeline import Pipeline, Stats, Stopped
 from unity.ingest.report import Reporter
-from unity.ingest.streams import ensure_consumers, ensure_streams
+from unity.ingest.streams import (
+    ensure_consumers,
+    ensure_streams,
+    ingest_filters,
+    max_deliveries_subject,
+)
 from unity.schemas.storage import DURABLE
 from unity.sdk import Publisher
 from unity.sdk.connection import connect_nats, pg_pool, valkey_client
@@ -43,6 +50,16 @@ FETCH_LINGER_S = 0.01
 # them again and again and took about a quarter of the decode time (docs/benchmarks.md).
 # Process-wide, so it only ever raises the threshold.
 GC_YOUNG_THRESHOLD = 10_000
+# Workers share the server's max-deliveries advisories: each is dead-lettered by one of them.
+ADVISORY_QUEUE = "unity-ingest"
+
+
+class MaxDeliveries(msgspec.Struct):
+    """The server's advisory for a message that reached the consumer's max_deliver."""
+
+    stream: str
+    stream_seq: int
+    deliveries: int = 0
 
 
 class Ingest:
@@ -100,8 +117,16 @@ class Ingest:
         await ensure_consumers(self._js, self.settings)
         self._pool = await pg_pool(self.ep, max_size=self.pullers + 2)
         self._valkey = valkey_client(self.ep)
-        self._cache = LatestCache(self._valkey, self.settings.subjects.root)
+        pool = self._pool
+        self._cache = LatestCache(
+            self._valkey, self.settings.subjects.root, load=lambda: load_latest(pool)
+        )
+        await self._cache.check()
         self._pipeline = Pipeline(self.settings, self._js, self._pool, self._cache)
+        for stream in ingest_filters(self.settings):
+            await self._nc.subscribe(
+                max_deliveries_subject(stream), queue=ADVISORY_QUEUE, cb=self._on_max_deliveries
+            )
 
     async def stop(self) -> None:
         """Stop fetching; the batch in hand is still committed and acked."""
@@ -110,6 +135,8 @@ class Ingest:
             self._pipeline.stopping.set()
 
     async def close(self) -> None:
+        if self._cache is not None:
+            await self._cache.close()
         if self._nc is not None:
             await self._nc.drain()
         if self._pool is not None:
@@ -152,6 +179,7 @@ class Ingest:
         assert self._pipeline is not None
         backoff = 0.5
         backlog = True
+        failures = 0
         while not self._stopping.is_set():
             try:
                 msgs = await self._next(sub, backlog)
@@ -159,9 +187,16 @@ class Ingest:
                 backlog = False
                 continue
             except NatsError as exc:
-                log.warning("fetch failed: %s", exc)
+                # Once per outage, not per attempt: during a leader election or a node's loss
+                # every fetch fails for seconds (nats-py's ServiceUnavailableError says nothing).
+                if failures == 0:
+                    log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+                failures += 1
                 await asyncio.sleep(backoff)
                 continue
+            if failures:
+                log.info("fetching again after %d failed attempt(s)", failures)
+                failures = 0
             backlog = len(msgs) >= self.fetch
             if not msgs:
                 continue
@@ -170,14 +205,39 @@ class Ingest:
             except Stopped as exc:
                 log.warning("%s; %d message(s) will be redelivered", exc, len(msgs))
                 return
-            except (asyncpg.PostgresError, JetStreamError) as exc:
-                # Not transient and not about one message (say a missing table): keep the
-                # process up; the batch is redelivered after the ack wait.
-                log.error("batch failed (%s: %s); not acked", type(exc).__name__, exc)
+            except Exception as exc:
+                # Not transient and not found in one message (say a missing table): keep the
+                # process up; the batch is redelivered after the ack wait, at most
+                # ingest_max_deliver times, then dead-lettered by _on_max_deliveries.
+                if isinstance(exc, asyncpg.PostgresError | JetStreamError):
+                    log.error("batch failed (%s: %s); not acked", type(exc).__name__, exc)
+                else:
+                    log.exception("batch failed; not acked")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
             else:
                 backoff = 0.5
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        """Dead-letter a message JetStream stopped delivering (``max_deliveries``): it failed
+        or stalled a worker every time, and must not wait unseen in the stream."""
+        assert self._js is not None and self._pipeline is not None
+        try:
+            event = msgspec.json.decode(advisory.data, type=MaxDeliveries)
+            raw = await self._js.get_msg(event.stream, event.stream_seq)
+            stored = Stored(
+                event.stream, event.stream_seq, raw.subject or "", raw.data or b"", raw.headers
+            )
+            why = f"not acked after {event.deliveries} deliveries (ingest_max_deliver)"
+            await dead_letter_stored(
+                self._js, self.settings.subjects, stored, "max_deliveries", why
+            )
+        except (msgspec.DecodeError, NatsError, JetStreamError, TimeoutError) as exc:
+            # Not found: the stream's limits removed it; either way nothing else can be done.
+            log.error("max-deliveries advisory not handled (%s: %s)", type(exc).__name__, exc)
+            return
+        self._pipeline.stats.dead["max_deliveries"] += 1
+        log.warning("dead-lettered max_deliveries from %s: %s", stored.subject, why)
 
     async def _report(
         self, metrics: JetStreamContext.PullSubscription, events: JetStreamContext.PullSubscription
@@ -191,8 +251,10 @@ class Ingest:
                 await asyncio.wait_for(self._stopping.wait(), self.report_interval)
             if self._stopping.is_set():
                 return
-            # A quiet period still gets the values that wait for Valkey written.
+            # A quiet period still gets the values that wait for Valkey written, and a Valkey
+            # that restarted meanwhile refreshed.
             await self._cache.update(())
+            await self._cache.check()
             pending: dict[str, tuple[int, int]] = {}
             streams = ((subjects.metrics_stream, metrics), (subjects.events_stream, events))
             for stream, sub in streams:

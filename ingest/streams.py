@@ -154,10 +154,17 @@ def consumer_config(settings: Settings, filter_subjects: list[str]) -> ConsumerC
         ack_wait=settings.ingest_ack_wait_s,
         # The default of 1000 silently stalls large fetches (DESIGN §10).
         max_ack_pending=settings.ingest_max_ack_pending,
-        max_deliver=-1,
+        # A message that keeps failing (or kills its worker) stops coming back after this many
+        # deliveries; ingest dead-letters it on the server's advisory (ingest.service).
+        max_deliver=settings.ingest_max_deliver,
         filter_subjects=filter_subjects,
         max_waiting=512,
     )
+
+
+def max_deliveries_subject(stream: str) -> str:
+    """Where the server announces a message of ``stream`` that reached max_deliver."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{DURABLE}"
 
 
 async def ensure_consumers(js: JetStreamContext, settings: Settings) -> None:

@@ -25,6 +25,8 @@ from unity.sdk.settings import ENV_PREFIX, Settings
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 90.0
+# A worker up this long had a healthy run: its restart delay starts over from 2 s.
+HEALTHY_RUN_S = 60.0
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -54,6 +56,7 @@ class Workers:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._restart_at: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
+        self._started_at: dict[str, float] = {}
         self._stopping = False
 
     def argv(self, name: str) -> list[str]:
@@ -90,7 +93,17 @@ class Workers:
     def _start(self, name: str, env: dict[str, str]) -> None:
         proc = spawn(self.argv(name), self.log_path(name), env=env)
         self._procs[name] = proc
+        self._started_at[name] = time.monotonic()
         log.info("ingest worker %s started (pid %d, log %s)", name, proc.pid, self.log_path(name))
+
+    def restart_delay(self, name: str, now: float) -> float:
+        """Seconds to wait after worker ``name`` exited at ``now``: 2, 4 ... 60, and 2 again
+        after a healthy run."""
+        if now - self._started_at.get(name, now) >= HEALTHY_RUN_S:
+            self._backoff.pop(name, None)
+        delay = min(self._backoff.get(name, 1.0) * 2, 60.0)
+        self._backoff[name] = delay
+        return delay
 
     def _watch(self, env: dict[str, str]) -> None:
         now = time.monotonic()
@@ -99,8 +112,7 @@ class Workers:
                 continue
             due = self._restart_at.get(name)
             if due is None:
-                delay = min(self._backoff.get(name, 1.0) * 2, 60.0)
-                self._backoff[name] = delay
+                delay = self.restart_delay(name, now)
                 self._restart_at[name] = now + delay
                 log.warning(
                     "ingest worker %s exited with %s; restarting in %.0fs",

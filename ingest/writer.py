@@ -3,6 +3,11 @@
 Samples go by binary COPY straight into ``samples`` (a partitioned parent or a hypertable
 accepts COPY too); on a unique violation (a redelivery, a replay, two workers, a duplicate
 inside the batch) they go through a staging table with ``ON CONFLICT DO NOTHING`` instead.
+
+The rule for one series at one time (docs/operations.md): the first value committed wins. The
+same value again is a duplicate and is dropped quietly; a different value is a conflict, which
+the merge reports (row and stored value) so that its message goes to the DLQ as ``conflict``
+and Valkey is given the stored value. Inside one batch the first in stream order wins.
 Plugin runs, events and the registry's last-seen and health are written in the same commit.
 """
 
@@ -24,16 +29,22 @@ COLUMNS = ("time", "series_id", "value")
 Path = Literal["empty", "copy", "merge"]
 
 
+# (row index in the batch, the value stored for its series and time): a conflict.
+Conflict = tuple[int, float]
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     path: Path
     series_looked_up: int
+    conflicts: list[Conflict]
 
 
-async def write_samples(conn: asyncpg.Connection, rows: list[bytes]) -> Path:
-    """Write packed rows inside the caller's transaction; returns which path was taken."""
+async def write_samples(conn: asyncpg.Connection, rows: list[bytes]) -> tuple[Path, list[Conflict]]:
+    """Write packed rows inside the caller's transaction; returns which path was taken and the
+    rows that met another value for their series and time."""
     if not rows:
-        return "empty"
+        return "empty", []
     # A memoryview: asyncpg would take bytes for a file name (bytes are path-like).
     data = memoryview(copy_packed(rows))
     try:
@@ -42,19 +53,28 @@ async def write_samples(conn: asyncpg.Connection, rows: list[bytes]) -> Path:
     except asyncpg.UniqueViolationError:
         pass
     else:
-        return "copy"
+        return "copy", []
+    # ord numbers the rows in COPY order (the batch's stream order): the first of a batch wins.
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS samples_stage "
-        "(time timestamptz, series_id bigint, value double precision) ON COMMIT DELETE ROWS"
+        "(time timestamptz, series_id bigint, value double precision,"
+        " ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DELETE ROWS"
     )
     await conn.copy_to_table("samples_stage", source=data, columns=COLUMNS, format="binary")
     await conn.execute(
         "INSERT INTO samples (time, series_id, value) "
-        "SELECT time, series_id, value FROM samples_stage "
+        "SELECT DISTINCT ON (series_id, time) time, series_id, value FROM samples_stage "
+        "ORDER BY series_id, time, ord "
         "ON CONFLICT (series_id, time) DO NOTHING"
     )
+    # The identity is not reset by a rollback: rows are counted from this batch's first one.
+    found = await conn.fetch(
+        "SELECT st.ord - (SELECT min(ord) FROM samples_stage) AS row, s.value "
+        "FROM samples_stage st JOIN samples s USING (series_id, time) "
+        "WHERE s.value IS DISTINCT FROM st.value ORDER BY 1"
+    )
     await conn.execute("TRUNCATE samples_stage")
-    return "merge"
+    return "merge", [(r["row"], r["value"]) for r in found]
 
 
 _RUNS = """
@@ -113,7 +133,7 @@ async def write_work(conn: asyncpg.Connection, catalogue: Catalogue, work: Work)
         rows = work.rows
         for index, _, spec in work.unresolved:
             rows[index] = with_series(rows[index], ids[spec.key])
-        path = await write_samples(conn, work.rows)
+        path, conflicts = await write_samples(conn, work.rows)
         if work.runs:
             await conn.executemany(_RUNS, work.runs)
         if work.events:
@@ -124,4 +144,4 @@ async def write_work(conn: asyncpg.Connection, catalogue: Catalogue, work: Work)
     catalogue.learn(ids, work.unresolved)
     series_looked_up = len(ids)
     work.unresolved.clear()
-    return Written(path, series_looked_up)
+    return Written(path, series_looked_up, conflicts)

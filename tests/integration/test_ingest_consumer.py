@@ -67,7 +67,7 @@ async def test_start_updates_an_existing_consumer_to_ingest_settings(env: Env) -
         assert config.max_ack_pending == settings.ingest_max_ack_pending
         assert config.ack_wait == settings.ingest_ack_wait_s
         assert config.filter_subjects == filters and not config.filter_subject
-        assert config.max_deliver == -1
+        assert config.max_deliver == settings.ingest_max_deliver
     await nc.close()
 
 
