@@ -28,7 +28,7 @@ BUILTINS: tuple[str, ...] = (
     "gpu",
 )
 BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi")  # issue 19: disks, arrays, power and containers
-BUILTINS += ("http", "tcp", "certificate", "postgres", "valkey", "sqlite", "dns")  # issue 20
+BUILTINS += ("http", "tcp", "certificate", "postgres", "valkey", "sqlite", "dns", "ping")  # issue 20
 
 
 def folder_of(name: str) -> Path:
