@@ -27,7 +27,8 @@ BUILTINS: tuple[str, ...] = (
     "sensors",
     "gpu",
 )
-BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi")  # issue 19: disks, arrays, power and containers
+# issue 19: disks, arrays, power and containers
+BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi", "btrfs")
 BUILTINS += ("http", "tcp", "certificate", "postgres", "valkey", "sqlite", "dns", "ping")  # issue 20
 
 
