@@ -76,7 +76,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # evaluator publishes its own metrics as plugin `unity-alerts` (0: never).
     alerts_rule_files: tuple[str, ...] = ()
     alerts_default_rules: bool = True
-    alerts_group_wait_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 0.5
+    alerts_group_wait_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 0.2
     alerts_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     alerts_retry_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     alerts_report_interval_s: float = 10.0
