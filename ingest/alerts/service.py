@@ -49,6 +49,7 @@ NOTIFY_DURABLE = "alerts-notify"
 PLUGIN = "unity-alerts"
 FETCH = 500
 FETCH_WAIT_S = 1.0
+FETCH_LINGER_S = 0.01
 TICK_S = 0.25
 RULES_EVERY_S = 2.0
 OUTBOX_POLL_S = 1.0
@@ -185,11 +186,13 @@ class Evaluator:
     # Evaluation ---------------------------------------------------------------------------
 
     async def _pull(self, sub: JetStreamContext.PullSubscription, which: str) -> None:
+        backlog = True
         while not self._stopping.is_set():
             try:
-                msgs = await sub.fetch(FETCH, timeout=FETCH_WAIT_S)
+                msgs = await _next(sub, FETCH, backlog)
             except (NatsTimeoutError, TimeoutError):
                 self._caught_up[which] = True
+                backlog = False
                 continue
             except NatsError as exc:
                 log.warning("fetch failed: %s", exc)
@@ -197,6 +200,7 @@ class Evaluator:
                 continue
             if not msgs:
                 continue
+            backlog = len(msgs) >= FETCH
             started = time.perf_counter()
             changes: list[AlertChange] = []
             now = self.clock()
@@ -293,7 +297,7 @@ class Evaluator:
         assert self._pool is not None
         while not self._stopping.is_set():
             try:
-                msgs = await sub.fetch(100, timeout=FETCH_WAIT_S)
+                msgs = await _next(sub, 100, backlog=False)
             except (NatsTimeoutError, TimeoutError):
                 continue
             except NatsError as exc:
@@ -381,6 +385,18 @@ class Evaluator:
             seq=int(ts.timestamp() * 1000),
             samples=samples,
         )
+
+
+async def _next(sub: JetStreamContext.PullSubscription, n: int, backlog: bool) -> list[Msg]:
+    """nats-py's fetch(n) waits for all n until its timeout once one arrived: with a backlog
+    fetch(n); caught up, fetch(1) and whatever else is there within FETCH_LINGER_S (as ingest
+    does), so a change is evaluated within milliseconds of its arrival."""
+    if backlog:
+        return await sub.fetch(n, timeout=FETCH_WAIT_S)
+    msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+    with contextlib.suppress(NatsTimeoutError, TimeoutError):
+        msgs += await sub.fetch(n - 1, timeout=FETCH_LINGER_S)
+    return msgs
 
 
 async def _ack_all(msgs: list[Msg]) -> None:

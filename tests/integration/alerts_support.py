@@ -32,6 +32,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float  # when it arrived (epoch seconds)
 
     def json(self) -> Any:
         return msgspec.json.decode(self.body)
@@ -71,7 +72,7 @@ class Receiver:
                     for k, _, v in (line.partition(":") for line in lines[1:] if line)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.requests.append(Request(method, path, headers, body))
+                self.requests.append(Request(method, path, headers, body, time.time()))
                 reply = b'{"ok": true}'
                 writer.write(
                     f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
