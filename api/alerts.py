@@ -16,8 +16,11 @@ from typing import Any
 import asyncpg
 import msgspec
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from unity.api.errors import ApiError
 from unity.api.latest import PAGE
@@ -242,20 +245,36 @@ async def ack(request: Request) -> Response:
     return MsgspecResponse(from_row(ActiveAlert, row))
 
 
-async def _changes(
-    queue: asyncio.Queue[bytes], heartbeat: float, close: Any
-) -> AsyncGenerator[bytes, None]:
-    try:
-        yield b"retry: 2000\n\n"
-        while True:
-            try:
-                data = await asyncio.wait_for(queue.get(), heartbeat)
-            except TimeoutError:
-                yield b": heartbeat\n\n"
-                continue
-            yield b"event: alert\ndata: %s\n\n" % data
-    finally:
-        await close()
+async def _changes(queue: asyncio.Queue[bytes], heartbeat: float) -> AsyncGenerator[bytes, None]:
+    yield b"retry: 2000\n\n"
+    while True:
+        try:
+            data = await asyncio.wait_for(queue.get(), heartbeat)
+        except TimeoutError:
+            yield b": heartbeat\n\n"
+            continue
+        yield b"event: alert\ndata: %s\n\n" % data
+
+
+class ChangeStream(StreamingResponse):
+    """Unsubscribes however the response ends (a client gone mid-send included)."""
+
+    def __init__(self, queue: asyncio.Queue[bytes], heartbeat: float, sub: Subscription) -> None:
+        self._changes = _changes(queue, heartbeat)
+        self._sub = sub
+        super().__init__(
+            self._changes,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._changes.aclose()
+            with contextlib.suppress(NatsError):
+                await self._sub.unsubscribe()
 
 
 async def stream(request: Request) -> Response:
@@ -270,16 +289,7 @@ async def stream(request: Request) -> Response:
         queue.put_nowait(msg.data)
 
     sub = await st.nats.subscribe(f"{st.settings.subjects.root}.alerts.>", cb=deliver)
-
-    async def close() -> None:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-
-    return StreamingResponse(
-        _changes(queue, st.settings.api_stream_heartbeat_s, close),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return ChangeStream(queue, st.settings.api_stream_heartbeat_s, sub)
 
 
 _FILTERS = (

@@ -3,9 +3,15 @@ masked secrets, acknowledgement, history and deliveries as the evaluator leaves 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from tests.api.conftest import Api
+import msgspec
+
+from tests.api.conftest import Api, eventually
+from unity.schemas.alerts import AlertChange
 
 RULE = {
     "name": "disk_full",
@@ -166,3 +172,66 @@ async def test_the_alert_paths_are_in_the_openapi_document(api: Api) -> None:
         "/api/v1/alerts/stream",
     ):
         assert path in paths, path
+
+
+async def test_alert_changes_reach_the_live_stream(api: Api) -> None:
+    chunks: list[bytes] = []
+    started = asyncio.Event()
+    disconnect = asyncio.Event()
+    sent_request = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            chunks.append(message["body"])
+            started.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/alerts/stream",
+        "raw_path": b"/api/v1/alerts/stream",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"unity"),
+            (b"authorization", f"Bearer {api.tokens['read']}".encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("unity", 80),
+    }
+    task = asyncio.create_task(api.app(scope, receive, send))
+    await asyncio.wait_for(started.wait(), 10)
+    change = AlertChange(
+        id="memory_high:fp:1:firing",
+        rule="memory_high",
+        fingerprint="fp",
+        episode=1,
+        state="firing",
+        severity="critical",
+        labels={"host": "nas"},
+        value=95.0,
+        unit="percent",
+        message="nas: memory at 95%",
+    )
+    nc = api.state.nats
+    await nc.publish(api.env.settings.subjects.alerts("memory_high"), msgspec.json.encode(change))
+
+    def arrived() -> bool:
+        return b"event: alert" in b"".join(chunks)
+
+    await eventually(arrived)
+    block = b"".join(chunks).split(b"event: alert\ndata: ", 1)[1].split(b"\n\n", 1)[0]
+    assert msgspec.json.decode(block, type=AlertChange) == change
+    disconnect.set()
+    await asyncio.wait_for(task, 10)
