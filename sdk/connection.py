@@ -205,13 +205,21 @@ async def connect_nats(ep: Endpoints, name: str, **options: Any) -> NATS:
             last["error"] = what
             log.warning("nats (%s, %s): %s", name, node(), what)
 
+    # The caller's own callbacks (the collector's, the tests') run after ours.
+    then_disconnected = options.pop("disconnected_cb", None)
+    then_reconnected = options.pop("reconnected_cb", None)
+
     async def on_disconnect() -> None:
         log.warning("nats (%s): disconnected from %s, reconnecting", name, last.get("node"))
+        if then_disconnected is not None:
+            await then_disconnected()
 
     async def on_reconnect() -> None:
         last["node"] = node()
         last.pop("error", None)
         log.info("nats (%s): reconnected to %s", name, last["node"])
+        if then_reconnected is not None:
+            await then_reconnected()
 
     options.setdefault("max_reconnect_attempts", -1)
     options.setdefault("reconnect_time_wait", 0.5)

@@ -28,7 +28,7 @@ from unity.schemas import (
     encode,
 )
 
-__all__ = ["Pending", "Publisher", "msg_id", "permanent"]
+__all__ = ["Pending", "Publisher", "event_msg_id", "health_msg_id", "msg_id", "permanent"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,16 @@ class Pending:
 def msg_id(host: str, plugin: str, instance: str, seq: int) -> str:
     """The ``Nats-Msg-Id`` of a batch: ``host:plugin:instance:seq``."""
     return f"{host}:{plugin}:{instance}:{seq}"
+
+
+def health_msg_id(base: str) -> str:
+    """The ``Nats-Msg-Id`` of a run's health report: the batch's (``msg_id``) + ``:health``."""
+    return f"{base}:health"
+
+
+def event_msg_id(base: str, index: int) -> str:
+    """The ``Nats-Msg-Id`` of a run's ``index``-th event: the batch's + ``:event:<index>``."""
+    return f"{base}:event:{index}"
 
 
 class Publisher:
@@ -181,16 +191,22 @@ class Publisher:
         return await self._send(
             self._subjects.health(report.host, report.plugin),
             encode(report, self._content_type),
-            msg_id(report.host, report.plugin, report.instance, seq) + ":health",
+            health_msg_id(msg_id(report.host, report.plugin, report.instance, seq)),
             on_ack,
         )
 
-    async def publish_event(self, event: Event, seq: int) -> bool:
-        """Queue an event (``seq`` unique per producer) and try to send; True when all went out."""
+    async def publish_event(self, event: Event, seq: int, index: int | None = None) -> bool:
+        """Queue an event and try to send; True when all went out.
+
+        ``index`` given: the ``index``-th event of run ``seq`` (Msg-Id ``<batch id>:event:<index>``,
+        as the collector and ``Standalone`` publish them); else ``seq`` alone is unique per
+        producer (``<host>:<plugin>:<instance>:<seq>:event``).
+        """
+        base = msg_id(event.host, event.plugin, event.instance, seq)
         return await self._send(
             self._subjects.events(event.host, event.plugin),
             encode(event, self._content_type),
-            msg_id(event.host, event.plugin, event.instance, seq) + ":event",
+            f"{base}:event" if index is None else event_msg_id(base, index),
         )
 
     async def flush(self) -> bool:

@@ -7,6 +7,7 @@ data (samples or events) and never raises to the caller.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,28 @@ from unity.schemas import Event, HealthReport, MetricBatch, Status
 from unity.sdk.plugin import Plugin
 from unity.sdk.sink import Sink
 
-__all__ = ["RunResult", "collect_once", "run_events"]
+__all__ = ["RunResult", "SeqClock", "collect_once", "next_tick", "own_health", "run_events"]
+
+
+class SeqClock:
+    """Msg-Id seqs of one plugin instance: the run's start in ms, but never one already used.
+
+    A clock stepped back within the stream's duplicate window would otherwise repeat a seq, and
+    JetStream would drop the new message as a duplicate of the old one.
+    """
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self, started: float) -> int:
+        """The seq of a run that started at ``started`` (epoch seconds)."""
+        self.last = max(self.last + 1, int(started * 1000))
+        return self.last
+
+
+def next_tick(now: float, interval: float) -> float:
+    """The next multiple of ``interval`` after ``now``: runs line up across hosts."""
+    return math.floor(now / interval + 1) * interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +84,11 @@ def run_events(sink: Sink, plugin: Plugin, host: str, ts: datetime) -> tuple[Eve
     )
 
 
-async def collect_once(plugin: Plugin, host: str, timeout: float) -> RunResult:
-    """Run ``plugin.collect`` once; ``seq`` is the start time in ms, unique across restarts."""
+async def collect_once(
+    plugin: Plugin, host: str, timeout: float, clock: SeqClock | None = None
+) -> RunResult:
+    """Run ``plugin.collect`` once; ``seq`` is the start time in ms, unique across restarts
+    (and, with the instance's ``clock``, never repeated when the system clock steps back)."""
     started = time.time()
     sink = Sink(plugin.declared())
     status: Status = "error"
@@ -76,10 +101,10 @@ async def collect_once(plugin: Plugin, host: str, timeout: float) -> RunResult:
         status, message = "error", f"{type(exc).__name__}: {exc}"
     else:
         collected = True
-        status, message = _own_health(plugin)
+        status, message = own_health(plugin)
     duration_ms = (time.time() - started) * 1000
     ts = datetime.fromtimestamp(started, UTC)
-    seq = int(started * 1000)
+    seq = int(started * 1000) if clock is None else clock.next(started)
     batch = None
     if collected and sink.samples:
         batch = MetricBatch(
@@ -104,7 +129,7 @@ async def collect_once(plugin: Plugin, host: str, timeout: float) -> RunResult:
     return RunResult(batch, report, seq, events)
 
 
-def _own_health(plugin: Plugin) -> tuple[Status, str]:
+def own_health(plugin: Plugin) -> tuple[Status, str]:
     """What the plugin says about its run; a failing ``health()`` is an error, not a crash."""
     try:
         health = plugin.health()

@@ -30,9 +30,8 @@ from unity.schemas import HealthReport, PluginSettings, settings_key
 from unity.sdk.connection import ConnectionSettings, ConnectionSettingsError
 from unity.sdk.plugin import ConfigError, Plugin
 from unity.sdk.publisher import Publisher
-from unity.sdk.runner import RunResult, collect_once
+from unity.sdk.runner import RunResult, SeqClock, collect_once, next_tick
 from unity.sdk.settings import Settings
-from unity.sdk.sink import MAX_EVENTS
 
 __all__ = ["RunState", "Standalone", "add_arguments", "main", "parser", "run", "serve"]
 
@@ -99,6 +98,7 @@ class Standalone:
         # Drops named in a health report that reached the stream; a report that is buffered
         # or lost does not count, so its drops are named again in the next one.
         self._reported_dropped = 0
+        self._seq = SeqClock()
         self._reported_refused = 0
 
     @property
@@ -134,11 +134,11 @@ class Standalone:
         publisher = self.publisher
         await self._swap_config()
         timeout = self.timeout or max(1.0, self.state.interval * 0.8)
-        result = await collect_once(self.plugin, self.connection.host, timeout)
+        result = await collect_once(self.plugin, self.connection.host, timeout, self._seq)
         if result.batch is not None:
             await publisher.publish_batch(result.batch)
         for index, event in enumerate(result.events):
-            await publisher.publish_event(event, _event_seq(result.seq, index))
+            await publisher.publish_event(event, result.seq, index)
         dropped, refused = publisher.dropped, publisher.refused
         report = self._annotated(result.report, dropped, refused)
         if report.status != "ok":
@@ -203,12 +203,12 @@ class Standalone:
                     await self.run_once()
                 else:
                     self.skipped += 1
-                next_run = _next_tick(time.time(), self.state.interval)
+                next_run = next_tick(time.time(), self.state.interval)
                 continue
             await self._sleep(next_run - now)
             if self.state.changed.is_set():
                 self.state.changed.clear()
-                next_run = min(next_run, _next_tick(time.time(), self.state.interval))
+                next_run = min(next_run, next_tick(time.time(), self.state.interval))
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until ``seconds`` pass, stop is requested or the config changes."""
@@ -313,17 +313,6 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=0.1)
     with contextlib.suppress(asyncio.CancelledError):
         task.result()
-
-
-def _event_seq(run_seq: int, index: int) -> int:
-    # publish_event's Msg-Id is "<host>:<plugin>:<instance>:<seq>:event": the run's seq (ms)
-    # with room for the index keeps two events of one run apart (Sink caps them at MAX_EVENTS).
-    return run_seq * MAX_EVENTS + index
-
-
-def _next_tick(now: float, interval: float) -> float:
-    """The next multiple of ``interval`` after ``now``: runs line up across hosts."""
-    return math.floor(now / interval + 1) * interval
 
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:

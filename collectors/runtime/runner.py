@@ -14,7 +14,6 @@ import collections
 import contextlib
 import functools
 import logging
-import math
 import queue
 import random
 import threading
@@ -52,8 +51,8 @@ from unity.schemas import Event, HealthReport, MetricBatch, Status, Subjects, en
 from unity.sdk import Plugin, Sink
 from unity.sdk.connection import connect_nats
 from unity.sdk.discovery import discover
-from unity.sdk.publisher import msg_id
-from unity.sdk.runner import RunResult, run_events
+from unity.sdk.publisher import event_msg_id, health_msg_id, msg_id
+from unity.sdk.runner import RunResult, SeqClock, next_tick, own_health, run_events
 from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
@@ -131,35 +130,6 @@ class Worker:
                 reply(None, exc)
             else:
                 reply(result, None)
-
-
-def own_health(plugin: Plugin) -> tuple[Status, str]:
-    """What the plugin says about a run that did not raise; a failing health() is an error."""
-    try:
-        health = plugin.health()
-    except Exception as exc:  # a plugin's failure is reported, never raised
-        return "error", f"health() failed: {type(exc).__name__}: {exc}"
-    return ("ok", "") if health is None else (health.status, health.message)
-
-
-def next_tick(now: float, interval: float) -> float:
-    """The next multiple of ``interval`` after ``now``: runs line up across hosts."""
-    return math.floor(now / interval + 1) * interval
-
-
-class SeqClock:
-    """Msg-Id seqs of one instance: the run's start in ms, but never one already used.
-
-    A clock stepped back within the stream's duplicate window would otherwise repeat a seq,
-    and JetStream would drop the new message as a duplicate of the old one.
-    """
-
-    def __init__(self) -> None:
-        self.last = 0
-
-    def next(self, started: float) -> int:
-        self.last = max(self.last + 1, int(started * 1000))
-        return self.last
 
 
 class Slot:
@@ -423,8 +393,8 @@ class Collector:
         if result.batch is not None:
             out.append((self.subjects.metrics(self.host, report.plugin), base_id, result.batch))
         events = self.subjects.events(self.host, report.plugin)
-        out += [(events, f"{base_id}:event:{n}", event) for n, event in enumerate(result.events)]
-        out.append((self.subjects.health(self.host, report.plugin), f"{base_id}:health", report))
+        out += [(events, event_msg_id(base_id, n), e) for n, e in enumerate(result.events)]
+        out.append((self.subjects.health(self.host, report.plugin), health_msg_id(base_id), report))
         return out
 
     async def _run(self, slot: Slot, due: float, planned: float | None = None) -> RunResult:

@@ -271,7 +271,7 @@ async def test_run_once_publishes_the_events_of_a_run_each_with_its_own_msg_id(e
     assert [e.ts for e in events] == [first.report.ts] * 2 + [second.report.ts] * 2
     ids = [m.headers["Nats-Msg-Id"] if m.headers else "" for m in got]
     assert ids == [
-        f"box:eventful::{run.seq * 1000 + n}:event" for run in (first, second) for n in (0, 1)
+        f"box:eventful::{run.seq}:event:{n}" for run in (first, second) for n in (0, 1)
     ]
     # Four events and two health reports: no event was taken for a duplicate of another.
     assert info.state.messages == 6
