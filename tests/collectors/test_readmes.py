@@ -28,7 +28,7 @@ BUILTINS: tuple[str, ...] = (
     "gpu",
 )
 # issue 19: disks, arrays, power and containers
-BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi", "btrfs")
+BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi", "btrfs", "kubernetes")
 BUILTINS += ("http", "tcp", "certificate", "postgres", "valkey", "sqlite", "dns", "ping", "wireguard")  # issue 20
 
 
