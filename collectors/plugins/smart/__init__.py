@@ -267,7 +267,7 @@ class SmartPlugin(Plugin):
                 continue
             why = failure(data)
             if why is not None:
-                problems.append(f"{device.name}: {why}")
+                problems.append(why if why.startswith(device.name) else f"{device.name}: {why}")
                 continue
             labels = {
                 "device": device.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -192,3 +193,16 @@ def test_every_recorded_ipmi_file_is_covered() -> None:
         "telegraf-ipmitool-sdr-v1-ibm.txt",
         "telegraf-ipmitool-dcmi-power-reading.txt",
     }
+
+
+@pytest.mark.skipif(shutil.which("ipmitool") is None, reason="ipmitool is not installed")
+def test_real_ipmitool_without_a_bmc() -> None:
+    if any(Path(d).exists() for d in ("/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0")):
+        pytest.skip("this host has a BMC: the no-BMC answer cannot be seen here")
+    plugin = IpmiPlugin()
+    assert plugin.unavailable() == (
+        "no /dev/ipmi0 (no BMC, or ipmi_si and ipmi_devintf not loaded) and no host"
+    )
+    # The real tool's refusal is the run's error, in one line.
+    with pytest.raises(Exception, match=r"ipmitool exited 1: Could not open device at /dev/ipmi0"):
+        collect(plugin)

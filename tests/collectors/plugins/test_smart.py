@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -266,3 +268,31 @@ def test_every_recorded_smartctl_file_is_covered() -> None:
     # nvme-cli's `nvme smart-log -o json` is another tool's output, not smartctl's.
     others = {"netdata-nvme-cli-v2.11-smart-log.json", "scrutiny-exit2-no-device.json"}
     assert {p.name for p in SHARED.glob("*.json")} == {*DEVICE_FILES, *SCAN_FILES, *others}
+
+
+REAL = shutil.which("smartctl")
+
+
+@pytest.mark.skipif(REAL is None, reason="smartctl (smartmontools) is not installed")
+def test_real_smartctl(tmp_path: Path) -> None:
+    # The real tool: whatever this host's scan finds is read without failing the run.
+    listed = json.loads(
+        subprocess.run(
+            ["smartctl", "--scan-open", "-j"], capture_output=True, check=False, timeout=30
+        ).stdout
+    )
+    if len(listed.get("devices") or []) == 0:
+        assert by_key(collect(SmartPlugin()))[key("smart_devices")] == 0
+    # A file is no disk: smartctl cannot tell its type (exit 1), so no device is readable.
+    fake = tmp_path / "not-a-disk"
+    fake.write_bytes(bytes(4096))
+    lost = SmartPlugin(SmartConfig(devices=(SmartDevice(str(fake)),)))
+    with pytest.raises(SmartError, match=f"no device readable: {fake}: Unable to detect device"):
+        collect(lost)
+    # Forced through SAT it answers like a bridge that passes no SMART data: exit 4, no
+    # smart_status. Unknown, never FAILED.
+    bridge = SmartPlugin(SmartConfig(devices=(SmartDevice(str(fake), "sat"),)))
+    sink = collect(bridge)
+    assert not any(s.name == "smart_health_passed" for s in sink.samples)
+    [inventory] = sink.events
+    assert inventory.data["devices"][0]["health"] == "unknown"
