@@ -13,6 +13,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.web import data
@@ -309,3 +310,42 @@ def test_alerts_page_and_sign_out(stack: Stack, browser: webdriver.Chrome) -> No
     assert browser.get_cookie("unity_session") is None
     browser.get(stack.url + "/plugins")
     ready(browser, "signin")
+
+
+def test_usable_on_a_phone_with_the_keyboard_and_in_the_dark(
+    stack: Stack, browser: webdriver.Chrome
+) -> None:
+    sign_in(browser, stack, "read")
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(stack.url + "/")
+        ready(browser, "overview")
+        # The table scrolls inside its box; the page itself does not scroll sideways.
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"
+        )
+        shoot(browser, "overview-phone")
+        # The first Tab reaches the skip link, and the column sort works from the keyboard.
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        assert browser.switch_to.active_element.get_attribute("class") == "skip"
+        sort = browser.find_element(By.CSS_SELECTOR, 'th[data-column="mem"] button')
+        browser.execute_script("arguments[0].focus()", sort)
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
+        head = browser.find_element(By.CSS_SELECTOR, 'th[data-column="mem"]')
+        assert head.get_attribute("aria-sort") == "descending"
+    finally:
+        browser.set_window_size(1280, 900)
+    light = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+    )
+    try:
+        browser.get(f"{stack.url}/hosts/{data.HOST}")
+        ready(browser, "host")
+        dark = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert dark != light and dark == "rgb(16, 19, 23)"
+        shoot(browser, "host-dark")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})

@@ -271,8 +271,10 @@ export async function render(main) {
     }
     dirty.add(row);
   });
+  let ticks = 0;
   const timer = setInterval(() => {
-    for (const row of dirty) paint(row);
+    // Every row now and then: a host that sends nothing turns silent without an event.
+    for (const row of ++ticks % 5 ? dirty : rows.values()) paint(row);
     if (dirty.size) window.unity.liveEvents = (window.unity.liveEvents || 0) + dirty.size;
     dirty.clear();
     arrange();
