@@ -1,4 +1,4 @@
-"""UPS state from Network UPS Tools: the upsd network protocol, or `upsc` as a fallback.
+"""UPS state from Network UPS Tools (the upsd protocol, or `upsc` as a fallback) or apcupsd.
 
 The protocol (NUT's docs/net-protocol.txt) is line based on TCP 3493: ``LIST UPS`` answers
 ``UPS <name> "<description>"`` lines, ``LIST VAR <ups>`` answers ``VAR <ups> <var> "<value>"``
@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from unity.collectors import command
+from unity.collectors.plugins.ups import apcupsd
 from unity.sdk import Health, Metric, Plugin, Sink
 
 # ups.status words (NUT docs/new-drivers.txt, "Status data"); each is published as 0 or 1.
@@ -39,6 +40,8 @@ VARIABLES = {
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(.)")
 _LOOPBACK_NAMES = ("localhost",)
+UPSD_PORT = 3493
+APCUPSD_PORT = 3551
 
 
 class UpsError(RuntimeError):
@@ -46,9 +49,10 @@ class UpsError(RuntimeError):
 
 
 class UpsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    source: Literal["network", "upsc"] = "network"
+    source: Literal["network", "upsc", "apcupsd"] = "network"
     host: str = "127.0.0.1"
-    port: int = 3493
+    # 0 = the source's own: upsd 3493, apcupsd 3551.
+    port: int = 0
     # Names of the UPSes on that upsd; empty = every one LIST UPS names.
     ups: tuple[str, ...] = ()
     username: str = ""
@@ -198,13 +202,20 @@ class UpsPlugin(Plugin):
         self._health: Health | None = None
         self._status: dict[str, str] = {}
 
+    @property
+    def port(self) -> int:
+        if self.config.port:
+            return self.config.port
+        return APCUPSD_PORT if self.config.source == "apcupsd" else UPSD_PORT
+
     def unavailable(self) -> str | None:
         if self.config.source == "upsc":
             return command.missing(self.config.command)
+        server = "apcupsd" if self.config.source == "apcupsd" else "upsd"
         try:
-            socket.create_connection((self.config.host, self.config.port), timeout=1).close()
+            socket.create_connection((self.config.host, self.port), timeout=1).close()
         except OSError as exc:
-            return f"no upsd at {self.config.host}:{self.config.port} ({exc.strerror or exc})"
+            return f"no {server} at {self.config.host}:{self.port} ({exc.strerror or exc})"
         return None
 
     def health(self) -> Health | None:
@@ -220,7 +231,7 @@ class UpsPlugin(Plugin):
     def _network(self) -> dict[str, dict[str, str] | str]:
         """Each UPS's variables, or the reason upsd gave for it."""
         password = self._password()
-        conn = Connection(self.config.host, self.config.port, self.config.read_timeout)
+        conn = Connection(self.config.host, self.port, self.config.read_timeout)
         try:
             if self.config.username:
                 conn.ask(f"USERNAME {self.config.username}")
@@ -240,7 +251,7 @@ class UpsPlugin(Plugin):
             conn.close()
 
     def _upsc(self) -> dict[str, dict[str, str] | str]:
-        where = f"@{self.config.host}:{self.config.port}"
+        where = f"@{self.config.host}:{self.port}"
         names = list(self.config.ups)
         timeout = self.config.command_timeout
         if not names:
@@ -256,9 +267,20 @@ class UpsPlugin(Plugin):
             found[ups] = parse_upsc(out.stdout)
         return found
 
+    def _apcupsd(self) -> dict[str, dict[str, str] | str]:
+        try:
+            text = apcupsd.status(self.config.host, self.port, self.config.read_timeout)
+        except apcupsd.NisError as exc:
+            raise UpsError(str(exc)) from None
+        fields = apcupsd.parse_status(text)
+        if "STATUS" not in fields:
+            raise UpsError(f"apcupsd {self.config.host}:{self.port} answered no STATUS")
+        return {fields.get("UPSNAME") or self.config.host: apcupsd.variables(fields)}
+
     def collect(self, sink: Sink) -> None:
         self._health = None
-        found = self._network() if self.config.source == "network" else self._upsc()
+        read = {"network": self._network, "upsc": self._upsc, "apcupsd": self._apcupsd}
+        found = read[self.config.source]()
         problems = {ups: why for ups, why in found.items() if isinstance(why, str)}
         if found and len(problems) == len(found):
             raise UpsError("; ".join(f"{ups}: {why}" for ups, why in problems.items()))

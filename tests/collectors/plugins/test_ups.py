@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socketserver
+import struct
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from unity.collectors.plugins.ups import (
     UpsConfig,
     UpsError,
     UpsPlugin,
+    apcupsd,
     flags,
     parse_upsc,
     readings,
@@ -25,6 +27,7 @@ from unity.sdk import ConfigError
 
 DATA = Path(__file__).parent / "testdata" / "ups"
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "nut"
+SHARED_APCUPSD = SHARED.parent / "ups"
 
 
 def quote(value: str) -> str:
@@ -270,3 +273,97 @@ def test_every_recorded_dump_is_covered() -> None:
     # types.dev lists each variable's type (NUMBER, STRING:10), not values.
     others = {"telegraf-cp900epfclcd-full-types.dev"}
     assert {p.name for p in SHARED.glob("*.dev")} == set(RECORDED) | others
+
+
+class Nis(socketserver.StreamRequestHandler):
+    """apcupsd's NIS: a length-prefixed ``status`` in, length-prefixed lines out, 0 ends."""
+
+    server: socketserver.ThreadingTCPServer
+
+    def handle(self) -> None:
+        size = struct.unpack(">H", self.rfile.read(2))[0]
+        asked = self.rfile.read(size)
+        self.server.asked.append(asked)  # type: ignore[attr-defined]
+        for line in self.server.status.splitlines():  # type: ignore[attr-defined]
+            data = (line + "\n").encode()
+            self.wfile.write(struct.pack(">H", len(data)) + data)
+        self.wfile.write(struct.pack(">H", 0))
+
+
+@pytest.fixture
+def nis() -> Iterator[socketserver.ThreadingTCPServer]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Nis)
+    server.daemon_threads = True
+    server.asked = []  # type: ignore[attr-defined]
+    server.status = ""  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def apc(server: socketserver.ThreadingTCPServer) -> UpsPlugin:
+    return UpsPlugin(UpsConfig(source="apcupsd", port=server.server_address[1]))
+
+
+def test_apcupsd_over_nis(nis: socketserver.ThreadingTCPServer) -> None:
+    nis.status = (DATA / "apcupsd-onbatt.status").read_text()  # type: ignore[attr-defined]
+    plugin = apc(nis)
+    assert plugin.unavailable() is None
+    sink = collect(plugin)
+    values = by_key(sink)
+    assert nis.asked == [b"status"]  # type: ignore[attr-defined]
+    assert values[key("ups_battery_charge_percent", ups="backups")] == 9
+    assert values[key("ups_battery_runtime_seconds", ups="backups")] == 150  # 2.5 minutes
+    assert values[key("ups_input_voltage_volts", ups="backups")] == 0
+    assert values[key("ups_power_watts", ups="backups", source="derived")] == pytest.approx(
+        0.31 * 390
+    )
+    assert status_flags(values, "backups") == {"OB", "LB"}
+    [event] = sink.events
+    assert event.severity == "critical" and event.data["device.model"] == "Back-UPS XS 700U"
+    assert UpsPlugin(UpsConfig(source="apcupsd")).port == 3551
+    assert UpsPlugin().port == 3493
+
+
+def test_apcupsd_commlost_fails_the_run(nis: socketserver.ThreadingTCPServer) -> None:
+    nis.status = "APC      : 001,017,0427\nSTATUS   : COMMLOST\nEND APC  : x\n"  # type: ignore[attr-defined]
+    with pytest.raises(UpsError, match=r"lost contact with the UPS \(COMMLOST\)"):
+        collect(apc(nis))
+    closed = UpsPlugin(UpsConfig(source="apcupsd", port=1))
+    assert (closed.unavailable() or "").startswith("no apcupsd at 127.0.0.1:1 (")
+    with pytest.raises(UpsError, match=r"^apcupsd 127\.0\.0\.1:1: "):
+        collect(closed)
+
+
+# apcupsd `apcaccess status` recordings (../shared/fixtures/SOURCES.md).
+APCUPSD_RECORDED = {
+    "netdata-apcupsd-status.txt": ("UPS_IDEN", {"OL"}, 100.0, 130 * 60.0),
+    "netdata-apcupsd-status-commlost.txt": ("test", None, None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(APCUPSD_RECORDED))
+def test_recorded_apcupsd(name: str, nis: socketserver.ThreadingTCPServer) -> None:
+    if not SHARED_APCUPSD.is_dir():
+        pytest.skip(f"recorded fixtures not found at {SHARED_APCUPSD}")
+    text = (SHARED_APCUPSD / name).read_text()
+    ups, on, charge, runtime = APCUPSD_RECORDED[name]
+    found = apcupsd.variables(apcupsd.parse_status(text))
+    if on is None:
+        assert found == "apcupsd lost contact with the UPS (COMMLOST)"
+        return
+    assert isinstance(found, dict) and flags(found) == on
+    nis.status = text  # type: ignore[attr-defined]
+    values = by_key(collect(apc(nis)))
+    assert values[key("ups_battery_charge_percent", ups=ups)] == charge
+    assert values[key("ups_battery_runtime_seconds", ups=ups)] == runtime
+    assert values[key("ups_temperature_celsius", ups=ups)] == 32.8  # "32.8 C Internal"
+    assert values[key("ups_power_nominal_watts", ups=ups)] == 600
+
+
+def test_every_recorded_apcupsd_file_is_covered() -> None:
+    if not SHARED_APCUPSD.is_dir():
+        pytest.skip(f"recorded fixtures not found at {SHARED_APCUPSD}")
+    assert {p.name for p in SHARED_APCUPSD.iterdir()} == set(APCUPSD_RECORDED)
