@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
+
 from tests.conftest import Env
 from tests.integration.alerts_support import (
     add_channel,
@@ -21,7 +23,7 @@ from tests.integration.alerts_support import (
 )
 from tests.integration.ingest_support import streams_ready, wait_until
 from unity.schemas import Event, Sample
-from unity.schemas.alerts import Rule
+from unity.schemas.alerts import DEFAULT_RULES, Rule
 
 MEMORY = Rule(
     name="memory_high",
@@ -246,4 +248,40 @@ async def test_event_and_health_rules_and_the_evaluators_own_metrics(env: Env) -
             assert values[("alerts_active", "firing")] == 1
             assert values[("alerts_notifications_sent_total", "")] == 1
             assert batch.plugin == "unity-alerts"
+    await nc.close()
+
+
+async def test_the_default_pack_is_added_once_and_new_rules_apply_without_a_restart(
+    env: Env,
+) -> None:
+    nc, js = await streams_ready(env)
+    async with receiver() as hook:
+        await add_channel(env, "hook", f"json://127.0.0.1:{hook.port}/")
+        async with running_evaluator(env, alerts_default_rules=True) as evaluator:
+            stored = await rows(env, "SELECT name FROM alert_rules WHERE source = 'default'")
+            assert sorted(r["name"] for r in stored) == sorted(r.name for r in DEFAULT_RULES)
+            assert len(evaluator.engine.rules) == len(DEFAULT_RULES)
+            # A default switched off stays off; a new rule is picked up while running.
+            await execute(
+                env,
+                "UPDATE alert_rules SET enabled = false,"
+                " spec = jsonb_set(spec, '{enabled}', 'false'), updated_at = now()"
+                " WHERE name = 'memory'",
+            )
+            await add_rules(env, msgspec.structs.replace(MEMORY, name="mem_now", for_s=0.0))
+
+            async def reloaded() -> bool:
+                rules = evaluator.engine.rules
+                return "mem_now" in rules and "memory" not in rules
+
+            await wait_until(reloaded, 30)
+            await publish(js, env, "nas", memory(99.0))
+
+            async def told() -> bool:
+                return len(hook.requests) == 1
+
+            await wait_until(told, 30)
+            assert hook.requests[0].json()["title"] == "[CRITICAL] mem_now firing on nas"
+        async with running_evaluator(env, alerts_default_rules=True) as again:
+            assert "memory" not in again.engine.rules
     await nc.close()
