@@ -18,15 +18,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
-from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
 from unity.schemas import HealthReport, PluginSettings, settings_key
+from unity.sdk.configwatch import Change, ConfigWatch
 from unity.sdk.connection import ConnectionSettings, ConnectionSettingsError
 from unity.sdk.plugin import ConfigError, Plugin
 from unity.sdk.publisher import Publisher
@@ -44,7 +42,6 @@ class RunState:
 
     enabled: bool = True
     interval: float = 10.0
-    revision: int = 0
     problem: str = ""
     pending: msgspec.Struct | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +83,15 @@ class Standalone:
         self.watch_config = watch_config
         self.state = RunState(interval=interval)
         self.key = settings_key(connection.host, plugin.id, plugin.instance)
+        # What a deleted key gives back: the config and interval the plugin started with.
+        self._start = (plugin.config, interval)
+        self.watch = ConfigWatch(
+            connection.subjects.config_bucket,
+            connection.host,
+            self._change,
+            key=self.key,
+            create=False,
+        )
         self.runs = 0
         self.skipped = 0
         self._max_buffered = max_buffered
@@ -248,47 +254,33 @@ class Standalone:
             await self._nc.drain()
 
     async def _watch(self) -> None:
-        """Apply every update of this plugin's key; bind to the bucket once it exists."""
         assert self._nc is not None
-        js = self._nc.jetstream()
-        bucket = self.connection.subjects.config_bucket
-        backoff = 1.0
-        while not self._stopping.is_set():
-            try:
-                kv = await js.key_value(bucket)
-                # KeyWatcher is untyped in nats-py.
-                watcher: Any = await kv.watch(self.key)
-                backoff = 1.0
-                try:
-                    async for entry in watcher:
-                        if entry is not None and entry.value:
-                            self.apply(entry.value)
-                finally:
-                    await watcher.stop()
-            except (NatsError, JetStreamError, TimeoutError) as exc:
-                log.debug("config bucket %s not available (%s)", bucket, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+        await self.watch.run(self._nc.jetstream())
 
     def apply(self, raw: bytes) -> bool:
-        """Apply one config value (JSON :class:`PluginSettings`); False when it was refused."""
+        """Apply one value of this plugin's key (JSON :class:`PluginSettings`) by the rule of
+        :mod:`sdk.configwatch`; False when it was stale or refused."""
+        return self.watch.handle(self.key, raw)
+
+    def _change(self, change: Change) -> bool:
+        settings = change.override
+        if settings is None:
+            log.info("plugin %s: config key deleted, back to the start config", self.plugin.id)
+            settings = PluginSettings()
         try:
-            settings = msgspec.json.decode(raw, type=PluginSettings)
-            if settings.revision and settings.revision <= self.state.revision:
-                return False
             config = self.plugin.parse_config(settings.config) if settings.config else None
             if settings.interval_s is not None and not settings.interval_s > 0:
                 raise ConfigError(f"interval_s must be positive, got {settings.interval_s}")
-        except (msgspec.DecodeError, ConfigError) as exc:
+        except ConfigError as exc:
             self.state.problem = f"config refused: {exc}"
             log.warning("plugin %s: %s", self.plugin.id, self.state.problem)
             return False
-        if config is not None:
-            self.state.pending = config
+        # The value is the whole override: what it leaves out is the start config's.
+        start_config, start_interval = self._start
+        config = start_config if config is None else config
+        self.state.pending = config if config != self.plugin.config else None
         self.state.enabled = settings.enabled
-        if settings.interval_s is not None:
-            self.state.interval = settings.interval_s
-        self.state.revision = settings.revision
+        self.state.interval = start_interval if settings.interval_s is None else settings.interval_s
         self.state.problem = ""
         self.state.changed.set()
         log.info(

@@ -46,9 +46,9 @@ from unity.collectors.runtime.config import (
 from unity.collectors.runtime.detection import detect
 from unity.collectors.runtime.sender import Sender
 from unity.collectors.runtime.spool import DiskSpool, Message, Outbox
-from unity.collectors.runtime.watch import Change, ConfigWatch
 from unity.schemas import Event, HealthReport, MetricBatch, Status, Subjects, encode
 from unity.sdk import Plugin, Sink
+from unity.sdk.configwatch import Change, ConfigWatch
 from unity.sdk.connection import connect_nats
 from unity.sdk.discovery import discover
 from unity.sdk.publisher import event_msg_id, health_msg_id, msg_id
@@ -543,19 +543,20 @@ class Collector:
         except Exception as exc:  # a failing teardown must not stop the others
             log.warning("teardown of %s failed: %s", plugin.id, exc)
 
-    def apply(self, change: Change) -> None:
-        """A registry change: new interval, enabled flag or plugin config, from the next tick."""
+    def apply(self, change: Change) -> bool:
+        """A registry change: new interval, enabled flag or plugin config, from the next tick;
+        False when refused (the current config stays)."""
         key = f"{change.plugin}:{change.instance}" if change.instance else change.plugin
         slot = self.slots.get(key)
         if slot is None:
             if change.override is None or not change.override.enabled:
-                return
+                return True
             try:
                 cls = self._plugin_class(change.plugin)
                 check_plugin_fields(cls, f"registry {key}")
             except ConfigError as exc:
                 log.error("registry enables %s: %s", key, exc)
-                return
+                return False
             base = PluginSpec(
                 cls.id,
                 change.instance,
@@ -581,18 +582,18 @@ class Collector:
                 )
             except ConfigError as exc:
                 log.error("%s; keeping the current config", exc)
-                return
+                return False
             interval = override.interval_s or slot.file_spec.interval
             if interval <= 0:
                 log.error("registry %s: interval_s must be above zero; ignored", key)
-                return
+                return False
             timeout = min(slot.file_spec.timeout, max(0.1, interval * 0.8))
             try:
                 check_jitter(slot.file_spec.jitter, interval, f"registry {key}.interval_s")
                 check_waits(override.config, timeout, f"registry {key}.config")
             except ConfigError as exc:
                 log.error("%s; keeping the current config", exc)
-                return
+                return False
             spec = PluginSpec(
                 slot.file_spec.plugin,
                 slot.file_spec.instance,
@@ -614,6 +615,7 @@ class Collector:
             spec.enabled,
             spec.interval,
         )
+        return True
 
     def snapshot(self) -> AgentSnapshot:
         mean, peak = self.sender.stats.take_latency()

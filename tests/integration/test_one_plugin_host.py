@@ -5,18 +5,15 @@ steps back."""
 from __future__ import annotations
 
 import re
-import time
 
-import pytest
 from nats.aio.msg import Msg
 
 from tests.conftest import Env
 from unity.collectors.runtime.config import AgentConfig, CollectorConfig
 from unity.collectors.runtime.runner import Collector
 from unity.ingest.streams import ensure_streams
-from unity.schemas import HealthReport, decode
+from unity.schemas import HealthReport, PluginSettings, decode, encode
 from unity.sdk import ConnectionSettings, Metric, Plugin, Sink, Standalone
-from unity.sdk import runner as sdk_runner
 from unity.sdk.connection import connect_nats
 
 
@@ -105,16 +102,73 @@ async def test_the_collector_and_standalone_publish_alike(env: Env) -> None:
     )
 
 
-async def test_standalone_seqs_stay_unique_when_the_clock_steps_back(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    conn = ConnectionSettings(url=env.ep.nats_url, subject_root=env.root, host="box")
+async def test_standalone_seqs_stay_unique_when_the_clock_steps_back(env: Env) -> None:
+    nc = await connect_nats(env.ep, "one-host-test")
+    try:
+        await ensure_streams(nc.jetstream(), env.settings)
+    finally:
+        await nc.close()
+    conn = ConnectionSettings(
+        url=env.ep.nats_url,
+        user=env.ep.nats_user,
+        password=env.ep.nats_password,
+        subject_root=env.root,
+        host="box",
+    )
     runner = Standalone(Twin(), conn, watch_config=False)
-    now = time.time()
-    clock = iter([now + 60, now + 60, now, now, now - 1, now - 1])
-    monkeypatch.setattr(sdk_runner.time, "time", lambda: next(clock))
-    seqs = []
-    for _ in range(3):
-        result = await sdk_runner.collect_once(runner.plugin, "box", 5, runner._seq)
-        seqs.append(result.seq)
-    assert seqs == [int((now + 60) * 1000), int((now + 60) * 1000) + 1, int((now + 60) * 1000) + 2]
+    await runner.start()
+    try:
+        first = await runner.run_once()
+        # As if the clock had been a minute ahead at the last run and was then set right.
+        ahead = first.seq + 60_000
+        runner._seq.last = ahead
+        second = await runner.run_once()
+        third = await runner.run_once()
+    finally:
+        await runner.stop()
+    assert (second.seq, third.seq) == (ahead + 1, ahead + 2)
+    assert second.batch is not None and second.batch.seq == second.seq
+
+
+SEQUENCE: list[tuple[PluginSettings | None, bool]] = [
+    (PluginSettings(interval_s=5.0, revision=2), True),
+    (PluginSettings(interval_s=7.0, revision=1), False),  # stale
+    (PluginSettings(enabled=False, revision=3), True),
+    (PluginSettings(interval_s=9.0, revision=3), False),  # not above the last applied
+    (None, True),  # deleted: back to the start config, the revision forgotten
+    (PluginSettings(interval_s=4.0, revision=1), True),
+    (PluginSettings(config={"bogus": 1}, revision=5), False),  # refused: not remembered
+    (PluginSettings(interval_s=6.0, revision=5), True),
+]
+
+
+async def test_both_hosts_follow_one_revision_and_delete_rule(env: Env) -> None:
+    agent = AgentConfig(host="box", self_metrics=False, interval=10.0)
+    c = Collector(env.settings, None, [Twin(instance="a")], config=CollectorConfig(agent))
+    await c.start(connect=False)
+    conn = ConnectionSettings(url=env.ep.nats_url, subject_root=env.root, host="box")
+    runner = Standalone(Twin(instance="a"), conn, interval=10.0)
+    key = "box.twin.a"
+    seen: dict[str, list[tuple[bool, float, bool]]] = {"collector": [], "standalone": []}
+    try:
+        for value, expected in SEQUENCE:
+            raw, op = (None, "DEL") if value is None else (encode(value), None)
+            slot = c.slots["twin:a"]
+            got = c.watch.handle(key, raw, op)
+            seen["collector"].append((got, slot.spec.interval, slot.spec.enabled))
+            got = runner.watch.handle(key, raw, op)
+            seen["standalone"].append((got, runner.state.interval, runner.state.enabled))
+            assert got is expected, value
+    finally:
+        await c.stop(flush_timeout=0)
+    assert seen["collector"] == seen["standalone"]
+    assert [(i, e) for _, i, e in seen["standalone"]] == [
+        (5.0, True),
+        (5.0, True),
+        (10.0, False),
+        (10.0, False),
+        (10.0, True),
+        (4.0, True),
+        (4.0, True),
+        (6.0, True),
+    ]

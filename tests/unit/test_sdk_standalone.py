@@ -215,7 +215,9 @@ async def test_interval_enabled_and_config_apply_live_from_the_bucket(env: Env) 
             )
             await until(lambda: runner.runs >= 4)
             assert plugin.total >= 1 + 3 * 10
-            await kv.put(key, encode(PluginSettings(enabled=False, revision=2)))
+            # A value is the whole override: left without interval_s, the interval would be the
+            # start's hour again.
+            await kv.put(key, encode(PluginSettings(enabled=False, interval_s=0.1, revision=2)))
             # The first skipped tick comes after any run that was in hand; three more due
             # ticks later, no run has happened.
             await until(lambda: runner.skipped >= 1)
