@@ -97,6 +97,9 @@ class Pipeline:
         self.stats = Stats()
         self.stopping = asyncio.Event()
         self._decoder = Decoder(self.catalogue)
+        # When writes began to fail (None: they succeed): an outage is logged when it starts
+        # and when it ends, not at every retry of every puller.
+        self._failing_since: float | None = None
         self._js = js
         self._pool = pool
         self._cache = cache
@@ -125,7 +128,11 @@ class Pipeline:
                 if self.stopping.is_set():
                     raise Stopped(f"stopping with an unwritten batch: {exc}") from exc
                 name = type(exc).__name__
-                log.warning("write failed (%s: %s); retrying in %.1fs", name, exc, backoff)
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    log.warning("write failed (%s: %s); retrying until it succeeds", name, exc)
+                else:
+                    log.debug("write failed (%s: %s); retrying in %.1fs", name, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
             except (asyncpg.PostgresError, JetStreamError) as exc:
@@ -136,6 +143,10 @@ class Pipeline:
             except Exception as exc:  # a bug met by some message: find it, keep the rest
                 await self._isolate(msgs, work, "internal_error", exc)
                 return
+        if self._failing_since is not None:
+            down = time.monotonic() - self._failing_since
+            self._failing_since = None
+            log.warning("writes succeed again after %.1fs of failures", down)
         if self._cache is not None and not self._replay:
             await self._cache.update(work.latest(work.stored, self.catalogue.fast))
         for msg in msgs:

@@ -115,7 +115,9 @@ class Ingest:
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, self.settings)
         await ensure_consumers(self._js, self.settings)
-        self._pool = await pg_pool(self.ep, max_size=self.pullers + 2)
+        # No connection floor: asyncpg would restore it in the background during an outage,
+        # with a traceback per attempt; the pipeline's retries say what matters, once.
+        self._pool = await pg_pool(self.ep, min_size=0, max_size=self.pullers + 2)
         self._valkey = valkey_client(self.ep)
         pool = self._pool
         self._cache = LatestCache(
