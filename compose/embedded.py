@@ -25,8 +25,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from unity.compose.certs import Issued
 
 log = logging.getLogger(__name__)
 
@@ -278,26 +282,105 @@ def _quote(value: str) -> str:
 class NatsServer(EmbeddedServer):
     name = "nats"
 
-    def __init__(self, data_dir: Path, port: int, user: str, password: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        user: str,
+        password: str,
+        *,
+        listen: str = "",
+        root: str = "unity",
+    ) -> None:
         super().__init__(data_dir, port)
         self.user = user
         self.password = password
+        # Beyond loopback: TLS required, and remote collectors log in as their host.
+        self.listen = listen
+        self.root = root
         self.conf = data_dir / "nats" / "nats.conf"
+        self.users_conf = data_dir / "nats" / "users.conf"
+
+    @property
+    def tls_folder(self) -> Path:
+        return self.data_dir / "tls"
 
     def prepare(self) -> None:
         store = self.data_dir / "nats" / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
+        host = self.listen or "127.0.0.1"
         text = (
-            f"listen: {_quote(f'127.0.0.1:{self.port}')}\n"
+            f"listen: {_quote(f'{host}:{self.port}')}\n"
             'server_name: "unity"\n'
             f"jetstream {{\n  store_dir: {_quote(str(store))}\n}}\n"
-            f"authorization {{\n  user: {_quote(self.user)}\n"
-            f"  password: {_quote(self.password)}\n}}\n"
+            # A file of its own so that adding a host rewrites only it, then a reload (SIGHUP).
+            'authorization {\n  include "users.conf"\n}\n'
         )
+        # Read by `unity collector add`, which may run without the --listen `up` was given.
+        listen_file = listen_record(self.data_dir)
+        if self.listen:
+            listen_file.write_text(f"{self.listen}\n")
+            issued = _server_certificate(self.tls_folder, self.listen)
+            text += (
+                f"tls {{\n  cert_file: {_quote(str(issued.cert))}\n"
+                f"  key_file: {_quote(str(issued.key))}\n  timeout: 2\n}}\n"
+            )
+        else:
+            listen_file.unlink(missing_ok=True)
+        self.write_users()
         _write_private(self.conf, text)
+
+    def write_users(self) -> None:
+        """users.conf: the local services' login, and each remote collector host's (restricted
+        to its own subjects: compose.natsusers)."""
+        from unity.compose.natsusers import User, UserStore, render
+
+        hosts = [
+            u for u in UserStore(self.data_dir / "secrets", self.root).load() if u.kind == "host"
+        ]
+        local = User(self.user, self.password, [">"], [">"])
+        _write_private(self.users_conf, render([local, *hosts]))
+
+    def reload(self) -> bool:
+        """Rewrite the users and tell a running server (SIGHUP); False when none runs."""
+        self.write_users()
+        running = self.pidfile.stale_process()
+        if running is None:
+            return False
+        running.send_signal(signal.SIGHUP)
+        return True
 
     def argv(self) -> list[str]:
         return [_scripts_binary("nats-server"), "-c", str(self.conf)]
+
+
+def listen_record(data_dir: Path) -> Path:
+    """The file naming the address the embedded NATS listens on beyond loopback, if any."""
+    return data_dir / "nats" / "listen"
+
+
+def _server_certificate(folder: Path, listen: str) -> Issued:
+    """The NATS server's certificate from the data folder's own CA (made on first use), for the
+    listen address, or every address of this machine when it listens on all of them."""
+    from unity.compose import certs
+
+    ca = certs.Authority(folder)
+    if not ca.exists():
+        certs.init_ca(folder)
+    names = [listen]
+    if listen in ("0.0.0.0", "::"):  # noqa: S104 -- compared, not bound
+        names = [socket.gethostname(), *_addresses()]
+    names = list(dict.fromkeys([*names, "localhost", "127.0.0.1", "::1"]))
+    return certs.issue(ca, "nats-server", common_name=names[0], names=names, server=True)
+
+
+def _addresses() -> list[str]:
+    found: list[str] = []
+    for addrs in psutil.net_if_addrs().values():
+        for addr in addrs:
+            if addr.family in (socket.AF_INET, socket.AF_INET6):
+                found.append(addr.address.split("%")[0])
+    return found
 
 
 class ValkeyServer(EmbeddedServer):

@@ -31,6 +31,7 @@ from unity.compose.embedded import (
     spawn,
     stop_process,
 )
+from unity.compose.remote import remote_url
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.sdk.connection import connect_nats
 from unity.sdk.settings import Endpoints, Secrets, Settings, endpoints
@@ -125,7 +126,14 @@ def embedded_servers(settings: Settings) -> list[EmbeddedServer]:
     servers: list[EmbeddedServer] = []
     if not settings.nats_url:
         servers.append(
-            NatsServer(data, settings.nats_port, secrets.nats_user, secrets.nats_password)
+            NatsServer(
+                data,
+                settings.nats_port,
+                secrets.nats_user,
+                secrets.nats_password,
+                listen=settings.nats_listen,
+                root=settings.subject_root,
+            )
         )
     if not settings.database_url:
         servers.append(
@@ -168,6 +176,18 @@ def _step(doing: str) -> Iterator[None]:
     except _PREPARE_ERRORS as exc:
         said = next((line for line in str(exc).splitlines() if line.strip()), "")
         raise StackError(f"failed {doing}: {type(exc).__name__}: {said}") from exc
+
+
+def api_url(settings: Settings) -> str:
+    """The API's URL as `up` prints it and `status` probes it (a wildcard bind is reached on
+    loopback)."""
+    host = settings.api_bind
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 -- compared, not bound
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.api_tls_cert else "http"
+    return f"{scheme}://{host}:{settings.api_port}/api/v1"
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
@@ -224,14 +244,14 @@ class Stack:
             log.info(
                 "%s ready on port %d (%.1fs)", server.name, server.port, time.monotonic() - started
             )
-        api_url = f"http://{settings.api_bind}:{settings.api_port}/api/v1"
+        url = api_url(settings)
         admin_token = asyncio.run(prepare(settings, ep))
         if admin_token is not None:
             # Printed once, to the terminal only, as soon as it exists (the database keeps just
             # its hash): a service that fails to start next must not take the only copy with it.
             print(
                 f"Admin token (shown once, keep it): {admin_token}\n"
-                f"  e.g. curl -H 'Authorization: Bearer {admin_token}' {api_url}/latest\n"
+                f"  e.g. curl -H 'Authorization: Bearer {admin_token}' {url}/latest\n"
                 f"  more tokens: unity token create NAME --scope read",
                 flush=True,
             )
@@ -240,15 +260,21 @@ class Stack:
             service.start()
             self.services.append(service)
         api = next(s for s in self.services if s.name == "api")
-        if not wait_http(f"{api_url}/health", 60, api.proc):
+        if not wait_http(f"{url}/health", 60, api.proc):
             raise StackError(f"the API did not come up; see {api.log_path}")
         print(
             f"Unity is up.\n"
-            f"  API:       {api_url}  (try {api_url}/latest with a token)\n"
+            f"  API:       {url}  (try {url}/latest with a token)\n"
             f"  data:      {data}\n"
             + "".join(f"  {name + ':':<10} {where}\n" for name, where in self._data_elsewhere())
             + f"  logs:      {data / 'logs'}\n"
-            f"  servers:   {', '.join(f'{k}={v}' for k, v in ep.describe().items())}\n"
+            + (
+                f"  remote:    collectors of other machines connect to {remote_url(settings)};"
+                " `unity collector add <host>` prints the line that starts one\n"
+                if settings.nats_listen and not settings.nats_url
+                else ""
+            )
+            + f"  servers:   {', '.join(f'{k}={v}' for k, v in ep.describe().items())}\n"
             f"Press Ctrl-C to stop.",
             flush=True,
         )

@@ -36,6 +36,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     database_url: str = ""
     valkey_url: str = ""
     nats_port: int = 14222
+    # `unity up --listen ADDR`: the embedded NATS listens on ADDR (beyond loopback) for remote
+    # collectors, with TLS from the data folder's own CA and a login per host.
+    nats_listen: str = ""
     postgres_port: int = 15432
     valkey_port: int = 16379
     api_bind: str = "127.0.0.1"
@@ -261,6 +264,25 @@ def secret(env: Mapping[str, str], name: str) -> str | None:
     return lines[0].strip() if lines else ""
 
 
+def embedded_nats_url(settings: Settings) -> str:
+    """The URL of `unity up`'s own NATS: loopback, or TLS on the ``nats_listen`` address."""
+    if not settings.nats_listen:
+        return f"nats://127.0.0.1:{settings.nats_port}"
+    host = settings.nats_listen
+    if host in ("0.0.0.0", "::"):  # noqa: S104 -- compared, not bound
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"tls://{host}:{settings.nats_port}"
+
+
+def embedded_nats_ca(settings: Settings) -> str | None:
+    """The CA `unity up --listen` made in the data folder, which signs its NATS certificate."""
+    if settings.nats_url or not settings.nats_listen:
+        return None
+    return str(settings.data_path / "tls" / "ca.crt")
+
+
 def endpoints(settings: Settings, env: Mapping[str, str] | None = None) -> Endpoints:
     """Resolve the servers: external URLs where given, else the embedded ones in the data dir."""
     env = os.environ if env is None else env
@@ -270,7 +292,7 @@ def endpoints(settings: Settings, env: Mapping[str, str] | None = None) -> Endpo
         nats = (settings.nats_url, env.get("UNITY_NATS_USER"), secret(env, "UNITY_NATS_PASSWORD"))
     else:
         assert sec is not None
-        nats = (f"nats://127.0.0.1:{settings.nats_port}", sec.nats_user, sec.nats_password)
+        nats = (embedded_nats_url(settings), sec.nats_user, sec.nats_password)
     if settings.database_url:
         pg = (settings.database_url, secret(env, "UNITY_DATABASE_PASSWORD"))
     else:
@@ -288,7 +310,7 @@ def endpoints(settings: Settings, env: Mapping[str, str] | None = None) -> Endpo
         *nats,
         *pg,
         *vk,
-        nats_ca=settings.nats_ca or None,
+        nats_ca=settings.nats_ca or embedded_nats_ca(settings),
         nats_cert=settings.nats_cert or None,
         nats_key=settings.nats_key or None,
         database_ca=settings.database_ca or None,

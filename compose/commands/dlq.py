@@ -26,11 +26,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from unity.compose.reach import Unreachable, nats_once
     from unity.ingest import dlq
-    from unity.sdk.connection import connect_nats
 
     subjects = settings.subjects
-    nc = await connect_nats(endpoints(settings), "unity-dlq")
+    try:
+        nc = await nats_once(endpoints(settings), "unity-dlq")
+    except Unreachable as exc:
+        print(f"unity dlq: {exc}", file=sys.stderr)
+        return 1
     js = nc.jetstream()
     try:
         if args.action == "list":

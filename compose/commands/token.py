@@ -5,7 +5,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 
-from unity.sdk.connection import pg_connect
+from unity.compose.reach import Unreachable, pg_once
 from unity.sdk.settings import Settings, endpoints
 
 NAME = "token"
@@ -32,7 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from unity.api.tokens import TokenError, create_token, list_tokens, revoke_token
 
-    conn = await pg_connect(endpoints(settings))
+    try:
+        conn = await pg_once(endpoints(settings))
+    except Unreachable as exc:
+        print(f"unity token: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.action == "create":
             expires = None
