@@ -156,7 +156,7 @@ async def _label_sets(request: Request, params: Params, required: bool) -> list[
     found: dict[Labels, None] = {}
     async with state_of(request).pool.acquire() as conn:
         for matchers in selectors:
-            rows = await storage.series(conn, matchers, *bounds)
+            rows = await storage.series(conn, matchers, *bounds, storage.MAX_LISTED)
             found.update((labels_of_row(r), None) for r in rows)
     return sorted(found)
 
@@ -196,6 +196,11 @@ async def metadata(request: Request, params: Params) -> Any:
     return out
 
 
+async def exemplars(request: Request, params: Params) -> Any:
+    # Unity stores no exemplars; Grafana asks for them beside range queries.
+    return []
+
+
 async def buildinfo(request: Request, params: Params) -> Any:
     return {
         "version": COMPATIBLE,
@@ -215,6 +220,7 @@ def routes() -> list[BaseRoute]:
         "/labels": labels,
         "/label/{name}/values": label_values,
         "/metadata": metadata,
+        "/query_exemplars": exemplars,
         "/status/buildinfo": buildinfo,
     }
     return [

@@ -20,6 +20,8 @@ from unity.api.prometheus.labels import Labels, Matcher, labels_of_row, where
 from unity.api.prometheus.values import PromQLError
 
 MAX_SERIES = 10_000
+# Label names and values read only identities: a larger catalogue still fits in memory.
+MAX_LISTED = 200_000
 MAX_SAMPLES = 20_000_000
 
 Times = npt.NDArray[np.int64]
@@ -37,7 +39,11 @@ def _at(ms: int) -> datetime:
 
 
 async def series(
-    conn: asyncpg.Connection, matchers: list[Matcher], start_ms: int | None, end_ms: int | None
+    conn: asyncpg.Connection,
+    matchers: list[Matcher],
+    start_ms: int | None,
+    end_ms: int | None,
+    limit: int = MAX_SERIES,
 ) -> list[asyncpg.Record]:
     """Rows ``(id, host, plugin, instance, name, labels)`` of the matching series, seen in
     ``[start, end]`` when given."""
@@ -53,11 +59,11 @@ async def series(
         clause += f" AND s.first_seen <= ${len(args)}"
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT s.id, s.host, s.plugin, s.instance, s.name, s.labels::text FROM series s"  # noqa: S608 -- values are bind parameters
-        f" WHERE {clause} ORDER BY s.id LIMIT {MAX_SERIES + 1}",
+        f" WHERE {clause} ORDER BY s.id LIMIT {limit + 1}",
         *args,
     )
-    if len(rows) > MAX_SERIES:
-        raise PromQLError(f"more than {MAX_SERIES} series match the selector", "execution")
+    if len(rows) > limit:
+        raise PromQLError(f"more than {limit} series match the selector", "execution")
     return rows
 
 

@@ -73,6 +73,9 @@ CORPUS = [
     "topk by (host) (1, rate(http_requests_total[5m]))",
     "bottomk without (sensor) (1, temp_celsius)",
     "count by (host) (temp_celsius > 45)",
+    "stddev by (host) (temp_celsius)",
+    "stdvar(node_load1)",
+    "group by (host) (temp_celsius)",
     # binary operators with scalars, comparisons and bool
     "node_load1 * 2",
     "2 - node_load1",
@@ -114,6 +117,8 @@ CORPUS = [
     "floor(node_load1)",
     "sqrt(node_load1)",
     "ln(node_load1 + 1)",
+    "log2(node_load1 + 1)",
+    "log10(temp_celsius)",
     "exp(node_load1 / 10)",
     "sgn(node_load1 - 2)",
     "scalar(sum(node_load1))",

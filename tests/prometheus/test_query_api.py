@@ -219,5 +219,7 @@ async def test_series_labels_values_metadata_buildinfo(loaded: Api) -> None:
     metadata = (await _get(loaded, "metadata")).json()["data"]
     assert metadata["ups_energy_total"] == [{"type": "counter", "help": "", "unit": "joules"}]
     assert metadata["cpu_usage_percent"][0]["type"] == "gauge"
+    exemplars = await _get(loaded, "query_exemplars", query="cpu_usage_percent")
+    assert exemplars.json() == {"status": "success", "data": []}
     info = (await _get(loaded, "status/buildinfo")).json()["data"]
     assert info["version"].startswith("2.")
