@@ -20,6 +20,11 @@ TABLES = {
     "api_tokens",
     "alert_rules",
     "alerts",
+    "alert_history",
+    "alert_silences",
+    "alert_maintenance",
+    "alert_channels",
+    "alert_deliveries",
 }
 PLAIN_ONLY = {"rollup_watermarks"}
 
