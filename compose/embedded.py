@@ -664,6 +664,21 @@ class PostgresServer(EmbeddedServer):
         asyncio.run(create())
 
 
+def state_elsewhere(data_dir: Path) -> list[Path]:
+    """Folders outside ``data_dir`` that hold its state: the PostgreSQL home a root-run `up`
+    placed under the shared folder, found through the link it left in the data dir, and only
+    when that home's ``data_dir`` file names this data dir (a link is not trusted alone)."""
+    link = data_dir / "postgres"
+    if not link.is_symlink():
+        return []
+    home = Path(os.readlink(link)).parent
+    try:
+        owner = (home / "data_dir").read_text().strip()
+    except OSError:
+        return []
+    return [home] if Path(owner) == data_dir else []
+
+
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -108,6 +108,21 @@ def test_root_with_venv_and_clone_under_a_closed_home_starts_postgres(base: Path
     assert (data / "postgres").resolve() == Path(placed["pgdata"])
     assert Path(placed["bin"]).is_relative_to(shared)
 
+    # `unity down --purge` removes the data folder and what it placed outside it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNITY_")}
+    purged = subprocess.run(
+        [sys.executable, "-m", "unity.compose", "--data-dir", str(data), "down", "--purge"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert purged.returncode == 0, purged.stderr
+    home = Path(placed["pgdata"]).parent
+    assert f"deleted {home}" in purged.stdout and f"deleted {data}" in purged.stdout
+    assert not data.exists() and not home.exists() and not shared.exists()
+
 
 def test_root_with_a_world_readable_clone_keeps_postgres_in_the_data_dir(base: Path) -> None:
     clone = base / "srv" / "unity"

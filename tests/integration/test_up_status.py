@@ -111,8 +111,18 @@ def test_status_of_a_running_stack_then_of_one_with_a_service_down(up: Up) -> No
     assert re.search(r"^  collector  not running$", down.stdout, re.M), down.stdout
     assert "problem: collector is not running" in down.stdout
 
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(90) == 0, up.output()
+    # `unity down` stops it as Ctrl-C would, and returns once it has stopped.
+    down_cmd = subprocess.run(
+        [sys.executable, "-m", "unity.compose", "down"],
+        env=up.env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert down_cmd.returncode == 0, down_cmd.stderr
+    assert f"stopped `unity up` (pid {proc.pid})" in down_cmd.stdout
+    assert proc.wait(10) == 0, up.output()
     stopped = _unity(up.env, "status")
     assert stopped.returncode == 1
     assert f"problem: `unity up` is not running on {up.data.resolve()}" in stopped.stdout
