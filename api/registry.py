@@ -15,10 +15,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from unity.api.builtins import builtin_ids
 from unity.api.config_schema import check_config, check_schema
 from unity.api.errors import ApiError
 from unity.api.latest import PAGE
-from unity.api.operation import Operation, Param, path_int, read_body
+from unity.api.operation import Operation, Param, read_body
 from unity.api.params import TIME_FORMATS, TIME_SCHEMA, parse_bool, parse_page, parse_time
 from unity.api.responses import MsgspecResponse
 from unity.api.rows import from_row
@@ -40,11 +41,55 @@ COLUMNS = """id, host, plugin, instance, name, version, description, author, cat
     source, external, enabled, interval_s, config_revision, metrics::text AS metrics, health,
     health_message, health_at, last_seen, created_at, updated_at"""
 MAX_INTERVAL_S = 86400.0
-ID = Param("id", "path", {"type": "integer"}, "registry id", required=True)
+ID = Param(
+    "id",
+    "path",
+    {"type": "string"},
+    "the plugin's id (`cpu`), or its numeric registry key",
+    required=True,
+)
+# Where one plugin runs on several hosts, or as several instances, these pick one.
+WHERE = (
+    Param("host", "query", {"type": "string"}, "the host, where the plugin runs on several"),
+    Param("instance", "query", {"type": "string"}, "the instance, where several run"),
+)
 
 
 def plugin_info(row: asyncpg.Record) -> PluginInfo:
-    return from_row(PluginInfo, row, ("metrics",))
+    info = from_row(PluginInfo, row, ("metrics",))
+    if info.plugin in builtin_ids():
+        # Seen first through its data ('discovered') or announced over HTTP, it is still ours.
+        info = msgspec.structs.replace(info, source="builtin", external=False)
+    return info
+
+
+async def resolve(request: Request, db: asyncpg.Connection | asyncpg.Pool) -> int:
+    """The registry key of the entry the path names: by the plugin's id (narrowed by ``host``
+    and ``instance`` where it runs on several) or by the numeric key itself."""
+    ref: str = request.path_params["id"]
+    if ref.isdigit():
+        return int(ref)
+    q = request.query_params
+    rows = await db.fetch(
+        "SELECT id, host, instance FROM plugins WHERE plugin = $1"
+        " AND ($2::text IS NULL OR host = $2) AND ($3::text IS NULL OR instance = $3)"
+        " ORDER BY host, instance LIMIT 20",
+        ref,
+        q.get("host"),
+        q.get("instance"),
+    )
+    where = "".join(f", {k} {q[k]!r}" for k in ("host", "instance") if q.get(k) is not None)
+    if not rows:
+        raise ApiError(404, "not_found", f"no plugin {ref!r}{where} in the registry")
+    if len(rows) > 1:
+        runs = ", ".join(f"{r['host']}/{r['instance'] or '-'}" for r in rows)
+        raise ApiError(
+            409,
+            "ambiguous_plugin",
+            f"plugin {ref!r}{where} runs as several entries ({runs}): add ?host= or ?instance=",
+        )
+    key: int = rows[0]["id"]
+    return key
 
 
 def _check_interval(value: float | None) -> None:
@@ -69,7 +114,7 @@ async def _fetch(db: asyncpg.Connection | asyncpg.Pool, plugin_id: int) -> async
         plugin_id,
     )
     if row is None:
-        raise ApiError(404, "not_found", f"no plugin with id {plugin_id}")
+        raise ApiError(404, "not_found", f"no plugin with registry key {plugin_id}")
     return row
 
 
@@ -77,7 +122,6 @@ _FILTERS = {
     "host": "host = ${}",
     "plugin": "plugin = ${}",
     "category": "category = ${}",
-    "source": "source = ${}",
     "health": "health = ${}",
 }
 
@@ -92,10 +136,18 @@ async def list_plugins(request: Request) -> Response:
         if value := q.get(key):
             params.append(value)
             clauses.append(clause.format(len(params)))
-    for key in ("enabled", "external"):
-        if q.get(key):
-            params.append(parse_bool(key, q.get(key), True))
-            clauses.append(f"{key} = ${len(params)}")
+    # Source and external as entries read (plugin_info): a built-in is one however it came in.
+    if q.get("source"):
+        params += [q.get("source"), sorted(builtin_ids())]
+        n = len(params)
+        clauses.append(f"(CASE WHEN plugin = ANY(${n}) THEN 'builtin' ELSE source END) = ${n - 1}")
+    if q.get("enabled"):
+        params.append(parse_bool("enabled", q.get("enabled"), True))
+        clauses.append(f"enabled = ${len(params)}")
+    if q.get("external"):
+        params += [parse_bool("external", q.get("external"), True), sorted(builtin_ids())]
+        n = len(params)
+        clauses.append(f"(external AND NOT plugin = ANY(${n})) = ${n - 1}")
     where = " AND ".join(clauses) or "TRUE"
     n = len(params)
     rows = await st.pool.fetch(
@@ -150,7 +202,8 @@ async def register(request: Request) -> Response:
                 category, tags, metrics, config_schema, config, interval_s, enabled, source,
                 external, config_revision)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb,
-                coalesce($12::jsonb, '{{}}'), $13, $14, 'registered', true, 1)
+                coalesce($12::jsonb, '{{}}'), $13, $14,
+                CASE WHEN $15 THEN 'builtin' ELSE 'registered' END, NOT $15, 1)
             ON CONFLICT ON CONSTRAINT plugins_identity DO UPDATE SET
                 name = EXCLUDED.name, version = EXCLUDED.version,
                 description = EXCLUDED.description, author = EXCLUDED.author,
@@ -158,8 +211,9 @@ async def register(request: Request) -> Response:
                 config_schema = EXCLUDED.config_schema,
                 config = coalesce($12::jsonb, p.config),
                 config_revision = p.config_revision + ($12::jsonb IS NOT NULL)::int,
-                source = CASE p.source WHEN 'builtin' THEN 'builtin' ELSE 'registered' END,
-                external = p.source <> 'builtin', updated_at = now()
+                source = CASE WHEN p.source = 'builtin' OR $15 THEN 'builtin'
+                    ELSE 'registered' END,
+                external = NOT (p.source = 'builtin' OR $15), updated_at = now()
             RETURNING {COLUMNS}, config::text AS config, (xmax = 0) AS inserted
             """,  # noqa: S608 -- fixed columns
             host,
@@ -176,6 +230,7 @@ async def register(request: Request) -> Response:
             None if config is None else msgspec.json.encode(config).decode(),
             body.interval_s,
             body.enabled,
+            plugin in builtin_ids(),
         )
         if config is not None:  # a new entry, or a config replaced because it no longer fit
             await _publish(st, row)
@@ -184,7 +239,7 @@ async def register(request: Request) -> Response:
 
 async def get_plugin(request: Request) -> Response:
     st = state_of(request)
-    return MsgspecResponse(plugin_info(await _fetch(st.pool, path_int(request, "id"))))
+    return MsgspecResponse(plugin_info(await _fetch(st.pool, await resolve(request, st.pool))))
 
 
 async def patch_plugin(request: Request) -> Response:
@@ -205,7 +260,7 @@ _LIVE = ("enabled", "interval_s")
 
 async def _apply(request: Request, changes: dict[str, Any]) -> Response:
     st = state_of(request)
-    plugin_id = path_int(request, "id")
+    plugin_id = await resolve(request, st.pool)
     changes = {k: v for k, v in changes.items() if v is not msgspec.UNSET}
     if "interval_s" in changes:
         _check_interval(changes["interval_s"])
@@ -243,7 +298,7 @@ async def _apply(request: Request, changes: dict[str, Any]) -> Response:
 
 async def delete_plugin(request: Request) -> Response:
     st = state_of(request)
-    plugin_id = path_int(request, "id")
+    plugin_id = await resolve(request, st.pool)
     async with st.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "DELETE FROM plugins WHERE id = $1 RETURNING host, plugin, instance", plugin_id
@@ -266,12 +321,12 @@ def _plugin_config(row: asyncpg.Record) -> PluginConfig:
 
 async def get_config(request: Request) -> Response:
     st = state_of(request)
-    return MsgspecResponse(_plugin_config(await _fetch(st.pool, path_int(request, "id"))))
+    return MsgspecResponse(_plugin_config(await _fetch(st.pool, await resolve(request, st.pool))))
 
 
 async def put_config(request: Request) -> Response:
     st = state_of(request)
-    plugin_id = path_int(request, "id")
+    plugin_id = await resolve(request, st.pool)
     body = await read_body(request, ConfigUpdate)
     async with st.pool.acquire() as conn, conn.transaction():
         current = await conn.fetchrow(
@@ -303,7 +358,7 @@ async def runs(request: Request) -> Response:
     st = state_of(request)
     q = request.query_params
     page = parse_page(q)
-    row = await _fetch(st.pool, path_int(request, "id"))
+    row = await _fetch(st.pool, await resolve(request, st.pool))
     end = parse_time("end", q.get("end"), datetime.now(UTC))
     start = parse_time("start", q.get("start"), end - timedelta(days=1))
     rows = await st.pool.fetch(
@@ -327,7 +382,7 @@ HEALTH_WINDOW_S = 86400.0
 
 async def health(request: Request) -> Response:
     st = state_of(request)
-    row = await _fetch(st.pool, path_int(request, "id"))
+    row = await _fetch(st.pool, await resolve(request, st.pool))
     counts = await st.pool.fetch(
         "SELECT status, count(*) AS n FROM plugin_runs WHERE host = $1 AND plugin = $2"
         " AND instance = $3 AND time >= now() - make_interval(secs => $4) GROUP BY status",
@@ -383,94 +438,94 @@ OPERATIONS = [
     ),
     Operation(
         "GET",
-        "/plugins/{id:int}",
+        "/plugins/{id}",
         get_plugin,
         "One registry entry",
         "plugins",
         "read",
-        params=(ID,),
+        params=(ID, *WHERE),
         response=PluginInfo,
     ),
     Operation(
         "PATCH",
-        "/plugins/{id:int}",
+        "/plugins/{id}",
         patch_plugin,
         "Change metadata, enabled or interval",
         "plugins",
         "write",
-        params=(ID,),
+        params=(ID, *WHERE),
         body=PluginPatch,
         response=PluginInfo,
     ),
     Operation(
         "DELETE",
-        "/plugins/{id:int}",
+        "/plugins/{id}",
         delete_plugin,
         "Remove an entry and its published config",
         "plugins",
         "admin",
-        params=(ID,),
+        params=(ID, *WHERE),
         status=204,
     ),
     Operation(
         "POST",
-        "/plugins/{id:int}/enable",
+        "/plugins/{id}/enable",
         enable,
         "Enable (applied live)",
         "plugins",
         "write",
-        params=(ID,),
+        params=(ID, *WHERE),
         response=PluginInfo,
     ),
     Operation(
         "POST",
-        "/plugins/{id:int}/disable",
+        "/plugins/{id}/disable",
         disable,
         "Disable (applied live)",
         "plugins",
         "write",
-        params=(ID,),
+        params=(ID, *WHERE),
         response=PluginInfo,
     ),
     Operation(
         "GET",
-        "/plugins/{id:int}/config",
+        "/plugins/{id}/config",
         get_config,
         "Config, its JSON Schema and revision",
         "plugins",
         "read",
-        params=(ID,),
+        params=(ID, *WHERE),
         response=PluginConfig,
     ),
     Operation(
         "PUT",
-        "/plugins/{id:int}/config",
+        "/plugins/{id}/config",
         put_config,
         "Replace the config (validated against the schema, applied live)",
         "plugins",
         "write",
-        params=(ID,),
+        params=(ID, *WHERE),
         body=ConfigUpdate,
         response=PluginConfig,
     ),
     Operation(
         "GET",
-        "/plugins/{id:int}/runs",
+        "/plugins/{id}/runs",
         runs,
         "Runs from health reports, newest first",
         "plugins",
         "read",
-        params=(ID, *_RANGE, *PAGE),
+        params=(ID, *WHERE, *_RANGE, *PAGE),
         response=RunList,
     ),
     Operation(
         "GET",
-        "/plugins/{id:int}/health",
+        "/plugins/{id}/health",
         health,
         "Current health and run outcomes over a day",
         "plugins",
         "read",
-        params=(ID,),
+        params=(ID, *WHERE),
         response=PluginHealth,
     ),
 ]

@@ -30,7 +30,7 @@ SCHEMA: dict[str, Any] = {
 
 
 async def _register(api: Api, **fields: Any) -> dict[str, Any]:
-    body = {"host": "nas", "plugin": "ups", "config_schema": SCHEMA, "config": {"url": "x"}}
+    body = {"host": "nas", "plugin": "toaster", "config_schema": SCHEMA, "config": {"url": "x"}}
     resp = await api.send("POST", "/plugins", json=body | fields)
     assert resp.status_code in (200, 201), resp.text
     data: dict[str, Any] = resp.json()
@@ -53,7 +53,7 @@ async def test_register_two_instances_then_list_and_filter(api: Api) -> None:
     assert first["source"] == "registered" and first["external"] is True
     assert first["config_revision"] == 1
 
-    listed = (await api.get("/plugins", params={"plugin": "ups"})).json()
+    listed = (await api.get("/plugins", params={"plugin": "toaster"})).json()
     assert [p["instance"] for p in listed["items"]] == ["desk", "rack"]
     assert listed["next_offset"] is None
     power = (await api.get("/plugins", params={"category": "power", "host": "nas"})).json()
@@ -67,13 +67,13 @@ async def test_register_two_instances_then_list_and_filter(api: Api) -> None:
     assert (await api.get("/plugins", params={"enabled": "maybe"})).status_code == 400
 
     # Both instances published their settings, under separate keys.
-    assert await _kv(api, "nas", "ups", "rack") == {
+    assert await _kv(api, "nas", "toaster", "rack") == {
         "enabled": True,
         "interval_s": 30.0,
         "config": {"url": "x"},
         "revision": 1,
     }
-    assert (await _kv(api, "nas", "ups", "desk"))["interval_s"] is None
+    assert (await _kv(api, "nas", "toaster", "desk"))["interval_s"] is None
 
 
 async def test_registering_again_updates_metadata_and_keeps_config(api: Api) -> None:
@@ -82,7 +82,7 @@ async def test_registering_again_updates_metadata_and_keeps_config(api: Api) -> 
     again = await api.send(
         "POST",
         "/plugins",
-        json={"host": "nas", "plugin": "ups", "version": "1.1", "config_schema": SCHEMA},
+        json={"host": "nas", "plugin": "toaster", "version": "1.1", "config_schema": SCHEMA},
     )
     assert again.status_code == 200
     assert again.json()["id"] == first["id"] and again.json()["version"] == "1.1"
@@ -100,13 +100,13 @@ async def test_config_put_validates_against_the_schema_and_publishes(api: Api) -
     assert "$.targets[1].port" in error["message"] and "70000" in error["message"]
     missing = await api.send("PUT", f"/plugins/{plugin['id']}/config", json={"config": {}})
     assert missing.status_code == 422 and "'url' is a required property" in missing.text
-    assert (await _kv(api, "nas", "ups"))["revision"] == 1  # nothing published
+    assert (await _kv(api, "nas", "toaster"))["revision"] == 1  # nothing published
 
     good = {"url": "http://ups.local", "targets": [{"port": 3493}]}
     resp = await api.send("PUT", f"/plugins/{plugin['id']}/config", json={"config": good})
     assert resp.status_code == 200, resp.text
     assert resp.json()["revision"] == 2
-    assert await _kv(api, "nas", "ups") == {
+    assert await _kv(api, "nas", "toaster") == {
         "enabled": True,
         "interval_s": None,
         "config": good,
@@ -146,20 +146,20 @@ async def test_patch_enable_disable_and_interval_go_live(api: Api) -> None:
     resp = await api.send("PATCH", url, json={"interval_s": 5, "description": "the rack UPS"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["interval_s"] == 5 and resp.json()["config_revision"] == 2
-    assert (await _kv(api, "nas", "ups"))["interval_s"] == 5
+    assert (await _kv(api, "nas", "toaster"))["interval_s"] == 5
     renamed = await api.send("PATCH", url, json={"name": "Rack UPS"})
     assert renamed.json()["config_revision"] == 2  # metadata only: nothing to publish
 
     off = await api.send("POST", f"{url}/disable")
     assert off.json()["enabled"] is False
-    assert (await _kv(api, "nas", "ups")) == {
+    assert (await _kv(api, "nas", "toaster")) == {
         "enabled": False,
         "interval_s": 5.0,
         "config": {"url": "x"},
         "revision": 3,
     }
     assert (await api.send("POST", f"{url}/enable")).json()["enabled"] is True
-    assert (await _kv(api, "nas", "ups"))["enabled"] is True
+    assert (await _kv(api, "nas", "toaster"))["enabled"] is True
     assert (await api.send("PATCH", url, json={"enabled": "yes"})).status_code == 422
     assert (await api.send("PATCH", "/plugins/424242", json={})).status_code == 404
 
@@ -170,7 +170,7 @@ async def test_delete_removes_the_entry_and_its_key(api: Api) -> None:
     assert (await api.get(f"/plugins/{plugin['id']}")).status_code == 404
     kv = await api.js.key_value(api.env.settings.subjects.config_bucket)
     with pytest.raises(KeyNotFoundError):
-        await kv.get(settings_key("nas", "ups", ""))
+        await kv.get(settings_key("nas", "toaster", ""))
 
 
 async def test_nats_only_plugin_is_discovered_with_health_and_runs(api: Api) -> None:
@@ -253,15 +253,15 @@ async def test_a_loop_only_some_config_reaches_is_a_422_at_put(api: Api) -> None
 async def test_registering_without_config_must_satisfy_the_schema(api: Api) -> None:
     await _register(api, plugin="other")  # the bucket exists, so a missing key means unpublished
     resp = await api.send(
-        "POST", "/plugins", json={"host": "nas", "plugin": "ups", "config_schema": SCHEMA}
+        "POST", "/plugins", json={"host": "nas", "plugin": "toaster", "config_schema": SCHEMA}
     )
     assert resp.status_code == 422, resp.text
     assert resp.json()["error"]["code"] == "config_invalid"
     assert "'url' is a required property" in resp.json()["error"]["message"]
-    assert (await api.get("/plugins", params={"plugin": "ups"})).json()["items"] == []
+    assert (await api.get("/plugins", params={"plugin": "toaster"})).json()["items"] == []
     kv = await api.js.key_value(api.env.settings.subjects.config_bucket)
     with pytest.raises(KeyNotFoundError):
-        await kv.get(settings_key("nas", "ups", ""))
+        await kv.get(settings_key("nas", "toaster", ""))
 
 
 async def test_a_schema_change_rechecks_the_stored_config(api: Api) -> None:
@@ -285,7 +285,7 @@ async def test_registering_again_with_a_stricter_schema(api: Api) -> None:
         "properties": SCHEMA["properties"] | {"token": {"type": "string"}},
         "required": ["url", "token"],
     }
-    base = {"host": "nas", "plugin": "ups", "config_schema": stricter}
+    base = {"host": "nas", "plugin": "toaster", "config_schema": stricter}
     # The stored config does not fit and the registration brings none: refused, nothing changes.
     refused = await api.send("POST", "/plugins", json=base)
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "config_invalid"
@@ -295,7 +295,7 @@ async def test_registering_again_with_a_stricter_schema(api: Api) -> None:
     again = await api.send("POST", "/plugins", json=base | {"config": fitting})
     assert again.status_code == 200, again.text
     assert again.json()["config_revision"] == 2
-    assert await _kv(api, "nas", "ups") == {
+    assert await _kv(api, "nas", "toaster") == {
         "enabled": True,
         "interval_s": None,
         "config": fitting,
@@ -319,3 +319,43 @@ async def test_list_filters_by_enabled_false_and_by_health(api: Api) -> None:
     failing = (await api.get("/plugins", params={"health": "error"})).json()["items"]
     assert [p["id"] for p in failing] == [on["id"]]
     assert (await api.get("/plugins", params={"health": "ok"})).json()["items"] == []
+
+
+async def test_plugins_are_addressed_by_their_own_id_host_and_instance(api: Api) -> None:
+    await _register(api, host="nas", instance="rack")
+    await _register(api, host="nas", instance="desk")
+    only = await _register(api, host="pi", plugin="weather", config_schema={}, config={})
+    # One entry: its id is enough, as in `POST /plugins/cpu/disable`.
+    resp = await api.send("POST", "/plugins/weather/disable")
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["id"], resp.json()["enabled"]) == (only["id"], False)
+    assert (await _kv(api, "pi", "weather"))["enabled"] is False
+    # Several: say which, or be told how.
+    ambiguous = await api.get("/plugins/toaster")
+    assert ambiguous.status_code == 409
+    assert ambiguous.json()["error"]["code"] == "ambiguous_plugin"
+    assert "nas/desk, nas/rack" in ambiguous.json()["error"]["message"]
+    rack = await api.get("/plugins/toaster", params={"instance": "rack"})
+    assert (rack.status_code, rack.json()["instance"]) == (200, "rack")
+    config = await api.get("/plugins/toaster/config", params={"host": "nas", "instance": "desk"})
+    assert config.json()["config"] == {"url": "x"}
+    missing = await api.send("POST", "/plugins/cpu/disable")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "no plugin 'cpu' in the registry"
+    # The numeric key still works.
+    assert (await api.get(f"/plugins/{only['id']}")).json()["plugin"] == "weather"
+
+
+async def test_a_builtin_is_builtin_however_it_came_in(api: Api) -> None:
+    announced = await _register(api, host="nas", plugin="cpu", config_schema={}, config={})
+    assert (announced["source"], announced["external"]) == ("builtin", False)
+    await api.state.pool.execute(
+        "INSERT INTO plugins (host, plugin, source) VALUES ('pi', 'memory', 'discovered')"
+    )
+    seen = (await api.get("/plugins/memory")).json()
+    assert (seen["source"], seen["external"]) == ("builtin", False)
+    builtins = (await api.get("/plugins", params={"source": "builtin"})).json()["items"]
+    assert {p["plugin"] for p in builtins} == {"cpu", "memory"}
+    external = (await api.get("/plugins", params={"external": "true"})).json()["items"]
+    assert external == []
+    assert (await api.send("POST", "/plugins/cpu/disable")).json()["enabled"] is False
