@@ -164,13 +164,16 @@ async def rows(env: Env, sql: str, *args: object) -> list[asyncpg.Record]:
 
 @contextlib.asynccontextmanager
 async def running_evaluator(
-    env: Env, name: str = "a0", **settings: Any
+    env: Env, name: str = "a0", report_interval: float = 0, **settings: Any
 ) -> AsyncIterator[Evaluator]:
     """An evaluator in this process, without the default pack and without self-metrics unless
     asked, so that tests see only their own rules' changes."""
     overrides = {"alerts_default_rules": False, "alerts_group_wait_s": 0.3} | settings
     evaluator = Evaluator(
-        msgspec.structs.replace(env.settings, **overrides), env.ep, name=name, report_interval=0
+        msgspec.structs.replace(env.settings, **overrides),
+        env.ep,
+        name=name,
+        report_interval=report_interval,
     )
     await evaluator.start()
     task = asyncio.create_task(evaluator.run())

@@ -285,3 +285,35 @@ async def test_the_default_pack_is_added_once_and_new_rules_apply_without_a_rest
         async with running_evaluator(env, alerts_default_rules=True) as again:
             assert "memory" not in again.engine.rules
     await nc.close()
+
+
+async def test_reminders_stop_once_acknowledged_and_own_metrics_reach_the_stream(env: Env) -> None:
+    nc, js = await streams_ready(env)
+    await add_rules(env, msgspec.structs.replace(MEMORY, repeat_s=1.0))
+    own = await js.subscribe(env.settings.subjects.metrics(env.settings.host, "unity-alerts"))
+    async with receiver() as hook:
+        await add_channel(env, "hook", f"json://127.0.0.1:{hook.port}/")
+        async with running_evaluator(env, report_interval=0.5):
+            await publish(js, env, "nas", memory(99.0))
+
+            async def reminded() -> bool:
+                return len(hook.requests) >= 2
+
+            await wait_until(reminded, 30)
+            await execute(env, "UPDATE alerts SET acked_at = now(), acked_by = 'me'")
+            told = len(hook.requests)
+
+            async def quiet_reminder() -> bool:
+                found = await rows(
+                    env, "SELECT 1 FROM alert_history WHERE suppressed = 'acknowledged'"
+                )
+                return bool(found)
+
+            await wait_until(quiet_reminder, 30)
+            # At most one reminder was already queued when the acknowledgement came.
+            assert len(hook.requests) <= told + 1
+    titles = {r.json()["title"] for r in hook.requests}
+    assert titles == {"[CRITICAL] memory_high firing on nas"}
+    reported = await own.next_msg(timeout=10)
+    assert b"alerts_evaluations_total" in reported.data
+    await nc.close()
