@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.api.conftest import running_api
 from tests.conftest import Env
 from tests.helpers import running_ingest
 from tests.integration.ingest_support import BASE_TS, publish_batches, stored, wait_until
@@ -94,3 +95,58 @@ async def test_an_older_value_never_replaces_a_newer_one(env: Env) -> None:
         assert [v.value for v in await read_latest(client, env.root, "h", "p")] == [23.0]
     finally:
         await client.aclose()
+
+
+@pytest.mark.slow
+async def test_a_valkey_restarted_with_older_data_is_not_served_until_refreshed(
+    env: Env, tmp_path: Path
+) -> None:
+    server = ValkeyServer(tmp_path, free_port(), uuid.uuid4().hex)
+    server.start()
+    url = f"valkey://127.0.0.1:{server.port}/0"
+    ep = replace(env.ep, valkey_url=url, valkey_password=server.password)
+    private = Env(msgspec.structs.replace(env.settings, valkey_url=url), ep, env.root)
+    nc = await connect_nats(ep, "test")
+    js = nc.jetstream()
+    client = valkey_client(ep)
+    try:
+        async with running_ingest(env, ep) as worker:
+            first = await publish_batches(js, env, 5, per_message=10, hosts=1)
+
+            async def first_cached() -> bool:
+                items = await read_latest(client, env.root, "h0", "loadgen")
+                return len(items) == 10 and all(i.value >= 4000.0 for i in items)
+
+            await wait_until(first_cached)
+            # Valkey goes down keeping these values on disk; newer ones reach PostgreSQL only.
+            server.stop()
+            second = await publish_batches(js, env, 5, per_message=10, hosts=1, start=5)
+
+            async def all_rows() -> bool:
+                return await stored(env, "loadgen") == first.samples + second.samples
+
+            await wait_until(all_rows, state=lambda: worker.stats)
+        server.start()
+        newest = sorted(9000.0 + slot for slot in range(10))
+        async with running_api(private) as api:
+            # Valkey is back with the older values: they are not served as current.
+            body = (await api.get("/latest", params={"selector": '{plugin="loadgen"}'})).json()
+            assert (body["source"], sorted(i["value"] for i in body["items"])) == (
+                "postgres",
+                newest,
+            )
+            # Ingest starts, reloads Valkey from PostgreSQL; Valkey answers again.
+            async with running_ingest(env, ep) as worker:
+
+                async def served_from_valkey() -> bool:
+                    got = await api.get("/latest", params={"selector": '{plugin="loadgen"}'})
+                    return bool(got.json()["source"] == "valkey")
+
+                await wait_until(served_from_valkey, within=30)
+                assert worker.cache.refreshes == 1
+            body = (await api.get("/latest", params={"selector": '{plugin="loadgen"}'})).json()
+            assert sorted(i["value"] for i in body["items"]) == newest
+    finally:
+        await client.aclose()
+        await nc.close()
+        server.stop()
