@@ -22,6 +22,9 @@ description = "Unity plugin $id: free space of one directory's filesystem"
 requires-python = ">=3.11"
 dependencies = ["unity-telemetry"]
 
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
 [project.entry-points."unity.plugins"]
 $id = "$module:$cls"
 
@@ -143,10 +146,11 @@ Every sample has the label `path`.
 ## Run it
 
 ```sh
-pip install -e .                      # registers the entry point unity.plugins: $id
+pip install -e '.[test]'              # the entry point unity.plugins: $id, and pytest
 unity plugin check $id --config sample.toml
 python -m pytest -q                   # the plugin's own tests
-UNITY_NATS_URL=nats://127.0.0.1:14222 UNITY_NATS_USER=unity UNITY_NATS_PASSWORD=... \\
+unity plugin run $id --config sample.toml --once   # beside `unity up`: its data folder's login
+UNITY_NATS_URL=nats://hub:14222 UNITY_NATS_USER=... UNITY_NATS_PASSWORD=... \\
     unity plugin run $id --config sample.toml
 ```
 """)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,14 @@ def test_scaffold_passes_check_and_its_own_test_unchanged(tmp_path: Path) -> Non
     tested = _python(["-m", "pytest", "-q", "-p", "no:cacheprovider"], root)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "4 passed" in tested.stdout
+
+
+def test_scaffold_readme_installs_what_it_runs(tmp_path: Path) -> None:
+    root = scaffold("free", tmp_path)
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    readme = (root / "README.md").read_text()
+    assert "python -m pytest" in readme and "pip install -e '.[test]'" in readme
+    assert [d for d in project["optional-dependencies"]["test"] if d.startswith("pytest")]
 
 
 def test_scaffold_refuses_bad_ids_and_existing_folders(tmp_path: Path) -> None:
