@@ -89,6 +89,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# A service up this long had a healthy run: its restart delay starts over from 2 s.
+HEALTHY_RUN_S = 60.0
+
+
 class Service:
     """A Unity service (`python -m compose <name>`) run as a child and restarted if it dies."""
 
@@ -100,6 +104,7 @@ class Service:
         self.log_path = settings.data_path / "logs" / f"{name}.log"
         self.restarts = 0
         self.next_start = 0.0
+        self.started_at = 0.0
 
     def start(self) -> None:
         stale = self.pidfile.stale_process()
@@ -108,7 +113,16 @@ class Service:
             stop_process(stale, signal.SIGTERM, 20, self.name)
         argv = [sys.executable, "-m", "unity.compose", self.name]
         self.proc = spawn(argv, self.log_path, env=settings_env(self.settings))
+        self.started_at = time.monotonic()
         self.pidfile.write(self.proc.pid)
+
+    def restart_delay(self, ran_for: float) -> float:
+        """Seconds to wait after an exit ``ran_for`` seconds after the start: 2, 4 ... 60, and
+        2 again after a healthy run, so that a rare crash never keeps a service down long."""
+        if ran_for >= HEALTHY_RUN_S:
+            self.restarts = 0
+        self.restarts += 1
+        return min(2.0**self.restarts, 60.0)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -298,8 +312,7 @@ class Stack:
             for service in self.services:
                 proc = service.proc
                 if proc is not None and proc.poll() is not None and now >= service.next_start:
-                    service.restarts += 1
-                    delay = min(2.0**service.restarts, 60.0)
+                    delay = service.restart_delay(now - service.started_at)
                     log.error(
                         "%s exited with code %s; restarting in %.0fs (log: %s)",
                         service.name,

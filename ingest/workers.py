@@ -96,10 +96,10 @@ class Workers:
         self._started_at[name] = time.monotonic()
         log.info("ingest worker %s started (pid %d, log %s)", name, proc.pid, self.log_path(name))
 
-    def restart_delay(self, name: str, now: float) -> float:
-        """Seconds to wait after worker ``name`` exited at ``now``: 2, 4 ... 60, and 2 again
-        after a healthy run."""
-        if now - self._started_at.get(name, now) >= HEALTHY_RUN_S:
+    def restart_delay(self, name: str, ran_for: float) -> float:
+        """Seconds to wait after worker ``name`` exited ``ran_for`` seconds after its start:
+        2, 4 ... 60, and 2 again after a healthy run."""
+        if ran_for >= HEALTHY_RUN_S:
             self._backoff.pop(name, None)
         delay = min(self._backoff.get(name, 1.0) * 2, 60.0)
         self._backoff[name] = delay
@@ -112,7 +112,7 @@ class Workers:
                 continue
             due = self._restart_at.get(name)
             if due is None:
-                delay = self.restart_delay(name, now)
+                delay = self.restart_delay(name, now - self._started_at[name])
                 self._restart_at[name] = now + delay
                 log.warning(
                     "ingest worker %s exited with %s; restarting in %.0fs",

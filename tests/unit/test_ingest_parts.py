@@ -5,11 +5,13 @@ from __future__ import annotations
 import statistics
 import struct
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from nats.aio.msg import Msg
 
+from unity.compose.stack import HEALTHY_RUN_S, Service
 from unity.ingest.catalogue import Catalogue, SeriesKey
 from unity.ingest.copyformat import copy_data, copy_packed, pack_row, unpack_row, with_series
 from unity.ingest.decoder import Decoder, Work
@@ -24,7 +26,7 @@ from unity.ingest.streams import (
     replay_filters,
     stream_for,
 )
-from unity.ingest.workers import settings_env
+from unity.ingest.workers import Workers, settings_env
 from unity.schemas import MetricBatch, Sample, encode, split_batch
 from unity.sdk.settings import load_settings
 
@@ -63,7 +65,7 @@ def test_worker_children_rebuild_the_same_settings_from_the_environment() -> Non
 
 
 def test_ingest_reports_itself_as_valid_samples() -> None:
-    stats = Stats(batches=3, messages=30, samples=3000, redelivered=2)
+    stats = Stats(batches=3, messages=30, samples=3000, redelivered=2, conflicts=7)
     stats.dead["malformed"] += 4
     stats.commit_seconds.extend([0.01, 0.02, 0.5])
     batch, health = Reporter("host1", "w1").batch(stats, {"UNITY_METRICS": (10, 500)}, 1, 0)
@@ -75,6 +77,7 @@ def test_ingest_reports_itself_as_valid_samples() -> None:
     )
     values = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in batch.samples}
     assert values[("ingest_samples_total", ())] == 3000
+    assert values[("ingest_conflicts_total", ())] == 7
     assert values[("ingest_dlq_total", (("reason", "malformed"),))] == 4
     assert values[("ingest_consumer_pending", (("stream", "UNITY_METRICS"),))] == 10
     assert values[("ingest_consumer_ack_pending", (("stream", "UNITY_METRICS"),))] == 500
@@ -290,3 +293,16 @@ def test_own_sample_times_are_compared_one_by_one_for_the_newest_value() -> None
     assert len(work.rows) == 8 and work.unresolved == []
     got = {v.name: (v.value, v.ts.timestamp()) for v in work.latest()}
     assert got == {"ups_volts": (1.0, t0 + 10), "ups_load": (4.0, t0 + 10)}
+
+
+def test_restart_delays_double_and_start_over_after_a_healthy_run(tmp_path: Path) -> None:
+    settings = load_settings(env={}, data_dir=str(tmp_path))
+    service = Service("ingest", settings)
+    workers = Workers(settings, 1)
+    # A service or worker that dies right after each start waits longer each time...
+    assert [service.restart_delay(0.5) for _ in range(7)] == [2, 4, 8, 16, 32, 60, 60]
+    assert [workers.restart_delay("w0", 0.5) for _ in range(7)] == [2, 4, 8, 16, 32, 60, 60]
+    # ...and one that ran a healthy while first is restarted quickly again.
+    assert service.restart_delay(HEALTHY_RUN_S) == 2
+    assert workers.restart_delay("w0", HEALTHY_RUN_S) == 2
+    assert service.restart_delay(0.5) == 4
