@@ -133,17 +133,19 @@ class ConfigWatch:
         plugin, instance = names
         if operation in ("DEL", "PURGE") or not value:
             self._revisions.pop(key, None)
-            return self._apply(Change(plugin, instance, None))
-        try:
-            override = self._decoder.decode(value)
-        except msgspec.DecodeError as exc:
-            log.error("config for %s is not valid: %s; keeping the current one", key, exc)
-            return False
-        if override.revision and override.revision <= self._revisions.get(key, 0):
-            log.info("config for %s: revision %d is stale; ignored", key, override.revision)
-            return False
+            override = None
+        else:
+            try:
+                override = self._decoder.decode(value)
+            except msgspec.DecodeError as exc:
+                log.error("config for %s is not valid: %s; keeping the current one", key, exc)
+                return False
+            if override.revision and override.revision <= self._revisions.get(key, 0):
+                log.info("config for %s: revision %d is stale; ignored", key, override.revision)
+                return False
         if not self._apply(Change(plugin, instance, override)):
             return False
-        self._revisions[key] = override.revision
+        if override is not None:
+            self._revisions[key] = override.revision
         self.applied += 1
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import shutil
 import tempfile
 import uuid
@@ -66,12 +67,32 @@ def on_nats(ep: Endpoints, server: NatsServer) -> Endpoints:
     )
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
+async def wait_for(
+    check: Callable[[], bool | Awaitable[bool]],
+    within: float = 60.0,
+    what: str = "",
+    *,
+    every: float = 0.05,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Poll until ``check`` (sync or async) holds: the one poll-until of the suite.
+
+    ``within`` is a guard against hangs, never a timing assertion. On timeout the error names
+    ``what`` (else the check's name) and shows ``state()`` when given.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+
+    async def holds() -> bool:
+        result = check()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    while not await holds():
+        if loop.time() > deadline:
+            name = what or getattr(check, "__name__", "condition")
+            shown = f"; state: {state()}" if state is not None else ""
+            raise AssertionError(f"{name} not met within {within}s{shown}")
+        await asyncio.sleep(every)
 
 
 async def count(env: Env, sql: str) -> int:

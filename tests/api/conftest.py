@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +17,7 @@ from nats.js import JetStreamContext
 from starlette.applications import Starlette
 
 from tests.conftest import Env
+from tests.helpers import wait_for
 from unity.api.app import create_app
 from unity.api.state import AppState
 from unity.api.tokens import create_token
@@ -95,21 +94,6 @@ async def api(env: Env) -> AsyncIterator[Api]:
         yield running
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 20.0) -> None:
-    """Poll until ``check`` holds; a deadline against hangs, not a timing assertion."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-
-    async def holds() -> bool:
-        result = check()
-        return await result if inspect.isawaitable(result) else result
-
-    while not await holds():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
-
-
 async def stored(api: Api, batches: list[MetricBatch]) -> None:
     """Publish the batches and wait until ingest has them in PostgreSQL."""
     expected = sum(len(b.samples) for b in batches)
@@ -121,4 +105,4 @@ async def stored(api: Api, batches: list[MetricBatch]) -> None:
         n: int = await api.state.pool.fetchval("SELECT count(*) FROM samples")
         return n >= before + expected
 
-    await eventually(done)
+    await wait_for(done)

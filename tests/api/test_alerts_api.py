@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from tests.api.conftest import Api, eventually
+from tests.api.conftest import Api
+from tests.helpers import wait_for
 from unity.schemas.alerts import AlertChange
 
 RULE = {
@@ -230,7 +231,7 @@ async def test_alert_changes_reach_the_live_stream(api: Api) -> None:
     def arrived() -> bool:
         return b"event: alert" in b"".join(chunks)
 
-    await eventually(arrived)
+    await wait_for(arrived)
     block = b"".join(chunks).split(b"event: alert\ndata: ", 1)[1].split(b"\n\n", 1)[0]
     assert msgspec.json.decode(block, type=AlertChange) == change
     disconnect.set()

@@ -9,15 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.api.conftest import (
-    Api,
-    eventually,
-    running_api,
-    stored,
-    without_valkey,
-)
+from tests.api.conftest import Api, running_api, stored, without_valkey
 from tests.conftest import Env
-from tests.helpers import running_ingest
+from tests.helpers import running_ingest, wait_for
 from unity.api.selectors import SelectorError, parse
 from unity.schemas import Event, MetricBatch, Sample, encode
 
@@ -55,7 +49,7 @@ async def loaded(api: Api) -> AsyncIterator[Api]:
             body = (await api.get("/latest", params={"selector": "net_bytes"})).json()
             return bool(body["items"]) and body["items"][0]["value"] == 600.0
 
-        await eventually(cached)
+        await wait_for(cached)
         yield api
 
 
@@ -227,7 +221,7 @@ async def test_events_filtered_by_host_kind_and_time(api: Api) -> None:
         async def all_three() -> bool:
             return len((await api.get("/events")).json()["items"]) == 3
 
-        await eventually(all_three)
+        await wait_for(all_three)
     smart = (await api.get("/events", params={"kind": "smart"})).json()["items"]
     assert [(e["host"], e["data"]) for e in smart] == [("web", {"n": 2}), ("nas", {"n": 0})]
     nas = (await api.get("/events", params={"host": "nas", "limit": 1})).json()

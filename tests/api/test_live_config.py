@@ -9,7 +9,8 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 
-from tests.api.conftest import Api, eventually
+from tests.api.conftest import Api
+from tests.helpers import wait_for
 from unity.collectors.plugins.memory import MemoryConfig, MemoryPlugin
 from unity.collectors.runtime.runner import Collector
 from unity.schemas import MetricBatch, decode
@@ -25,7 +26,7 @@ async def test_interval_change_over_the_api_is_applied_by_the_running_collector(
             "POST", "/plugins", json={"host": api.env.settings.host, "plugin": "memory"}
         )
         assert registered.status_code == 201, registered.text
-        await eventually(lambda: collector.watch.applied >= 1)  # the entry registration wrote
+        await wait_for(lambda: collector.watch.applied >= 1)  # the entry registration wrote
         assert slot.spec.interval == 3600  # no interval_s yet: the collector's own
         runs_before = slot.runs
         changed_at = time.monotonic()
@@ -33,15 +34,15 @@ async def test_interval_change_over_the_api_is_applied_by_the_running_collector(
             "PATCH", f"/plugins/{registered.json()['id']}", json={"interval_s": 0.2}
         )
         assert resp.status_code == 200, resp.text
-        await eventually(lambda: slot.spec.interval == 0.2)
+        await wait_for(lambda: slot.spec.interval == 0.2)
         applied_after = time.monotonic() - changed_at
         # At an hour's interval no further run would come; at 0.2 s several do.
-        await eventually(lambda: slot.runs >= runs_before + 3)
+        await wait_for(lambda: slot.runs >= runs_before + 3)
         print(f"\ninterval change applied {applied_after * 1000:.0f} ms after the PATCH")
 
         off = await api.send("POST", f"/plugins/{registered.json()['id']}/disable")
         assert off.status_code == 200
-        await eventually(lambda: not slot.spec.enabled)
+        await wait_for(lambda: not slot.spec.enabled)
     finally:
         await collector.stop()
         await task
@@ -77,18 +78,18 @@ async def test_config_put_over_the_api_is_applied_by_the_running_collector(api: 
             json={"host": host, "plugin": "memory", "interval_s": 0.2, "config_schema": schema},
         )
         assert registered.status_code == 201, registered.text
-        await eventually(lambda: len(totals) >= 2)  # the host's own /proc at 0.2 s
+        await wait_for(lambda: len(totals) >= 2)  # the host's own /proc at 0.2 s
         assert FIXTURE_TOTAL not in totals
         url = f"/plugins/{registered.json()['id']}/config"
         refused = await api.send("PUT", url, json={"config": {"proc_root": 7}})
         assert refused.status_code == 422  # the schema guards what the collector gets
         resp = await api.send("PUT", url, json={"config": {"proc_root": str(FIXTURE_PROC)}})
         assert resp.status_code == 200, resp.text
-        await eventually(lambda: FIXTURE_TOTAL in totals)
+        await wait_for(lambda: FIXTURE_TOTAL in totals)
         assert slot.plugin.config == MemoryConfig(proc_root=str(FIXTURE_PROC))
         # From the swap on, every run reads the new tree.
         n = len(totals)
-        await eventually(lambda: len(totals) >= n + 2)
+        await wait_for(lambda: len(totals) >= n + 2)
         assert set(totals[n:]) == {FIXTURE_TOTAL}
     finally:
         await collector.stop()

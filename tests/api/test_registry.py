@@ -8,8 +8,8 @@ import msgspec
 import pytest
 from nats.js.errors import KeyNotFoundError
 
-from tests.api.conftest import Api, eventually
-from tests.helpers import running_ingest
+from tests.api.conftest import Api
+from tests.helpers import running_ingest, wait_for
 from unity.schemas import HealthReport, MetricBatch, Sample, encode, settings_key
 
 SCHEMA: dict[str, Any] = {
@@ -195,7 +195,7 @@ async def test_nats_only_plugin_is_discovered_with_health_and_runs(api: Api) -> 
             body = (await api.get("/plugins", params={"host": "edge-1"})).json()
             return bool(body["items"]) and body["items"][0]["health"] is not None
 
-        await eventually(discovered)
+        await wait_for(discovered)
         entry = (await api.get("/plugins", params={"host": "edge-1"})).json()["items"][0]
         assert entry["source"] == "discovered" and entry["instance"] == "roof"
         assert entry["health"] == "ok" and entry["health_message"] == "run 2"
@@ -204,7 +204,7 @@ async def test_nats_only_plugin_is_discovered_with_health_and_runs(api: Api) -> 
             body = (await api.get(f"/plugins/{entry['id']}/runs", params={"start": "0"})).json()
             return len(body["items"]) == 3
 
-        await eventually(all_runs)
+        await wait_for(all_runs)
         runs = (await api.get(f"/plugins/{entry['id']}/runs", params={"start": "0"})).json()
         assert [r["message"] for r in runs["items"]] == ["run 2", "run 1", "run 0"]
         assert runs["items"][1]["status"] == "error"

@@ -15,8 +15,9 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.api.conftest import Api, eventually, running_api
+from tests.api.conftest import Api, running_api
 from tests.conftest import Env
+from tests.helpers import wait_for
 from unity.api import hub, stream
 from unity.api.app import create_app
 from unity.api.state import AppState
@@ -128,13 +129,13 @@ async def test_a_stalled_client_does_not_hold_up_another(env: Env) -> None:
         prompt = AsgiStreamClient(api, 'probe_value{n="1"}')
         stalled.start()
         prompt.start()
-        await eventually(lambda: api.state.metrics.stream_clients == 2)
+        await wait_for(lambda: api.state.metrics.stream_clients == 2)
         assert await _consumer_count(api, stream, consumers + 1)  # one shared by both
         sent: dict[int, float] = {}
         for i in range(200):
             seq = await api.publish(_batch(i))
             sent[seq] = time.time()
-        await eventually(lambda: len(prompt.events) == 100)
+        await wait_for(lambda: len(prompt.events) == 100)
         # Every odd batch matched the prompt client's selector, in stream order.
         assert [e[1]["samples"][0]["value"] for e in prompt.events] == [
             float(i) for i in range(1, 200, 2)
@@ -153,7 +154,7 @@ async def test_a_stalled_client_does_not_hold_up_another(env: Env) -> None:
         await stalled.close()
         assert metrics.stream_clients == 0
         # With nobody watching, the shared consumer is gone: the API receives nothing.
-        await eventually(lambda: _consumer_count(api, stream, consumers), within=10)
+        await wait_for(lambda: _consumer_count(api, stream, consumers), within=10)
 
 
 async def _consumer_count(api: Api, stream: str, expected: int) -> bool:
@@ -180,7 +181,7 @@ async def served(env: Env) -> AsyncIterator[tuple[str, str]]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        await eventually(lambda: server.started)
+        await wait_for(lambda: server.started)
         st: AppState = app.state.unity
         _, token = await create_token(st.pool, "stream", ["read"])
         yield f"http://127.0.0.1:{port}", token
@@ -259,7 +260,7 @@ async def test_a_resumed_clients_consumer_is_deleted_when_it_goes(env: Env) -> N
         subs = len(api.state.nats._subs)
         resumed = AsgiStreamClient(api, "probe_value", last_event_id=first - 1)
         resumed.start()
-        await eventually(lambda: len(resumed.events) == 1)  # the missed batch, replayed
+        await wait_for(lambda: len(resumed.events) == 1)  # the missed batch, replayed
         assert resumed.events[0][0] == first
         assert await _consumer_count(api, stream, consumers + 1)
         assert api.state.hub.resuming == 1
@@ -279,20 +280,20 @@ async def test_resumes_past_the_cap_are_refused_and_live_clients_are_not(
         resuming = [AsgiStreamClient(api, "probe_value", last_event_id=0) for _ in range(2)]
         for client in resuming:
             client.start()
-        await eventually(lambda: api.state.hub.resuming == 2)
+        await wait_for(lambda: api.state.hub.resuming == 2)
         refused = AsgiStreamClient(api, "probe_value", last_event_id=0)
         refused.start()
-        await eventually(lambda: refused.done)
+        await wait_for(lambda: refused.done)
         assert refused.status == 503
         assert json.loads(refused.body)["error"]["code"] == "stream_busy"
         live = AsgiStreamClient(api, "probe_value")
         live.start()
-        await eventually(lambda: api.state.metrics.stream_clients == 3)
+        await wait_for(lambda: api.state.metrics.stream_clients == 3)
         assert live.status == 200
         await resuming[0].close()
         again = AsgiStreamClient(api, "probe_value", last_event_id=0)
         again.start()
-        await eventually(lambda: len(again.events) == 1)
+        await wait_for(lambda: len(again.events) == 1)
         for client in (resuming[1], live, again):
             await client.close()
         assert api.state.hub.resuming == 0 and api.state.metrics.stream_clients == 0
@@ -302,7 +303,7 @@ async def test_heartbeats_while_nothing_arrives(env: Env) -> None:
     async with running_api(env, api_stream_heartbeat_s=0.05) as api:
         client = AsgiStreamClient(api, "probe_value")
         client.start()
-        await eventually(lambda: client.blocks.count(": heartbeat") >= 3)
+        await wait_for(lambda: client.blocks.count(": heartbeat") >= 3)
         assert client.status == 200 and client.events == []
         assert client.blocks[0] == f"retry: {stream.RETRY_MS}"
         await client.close()
@@ -313,11 +314,11 @@ async def test_a_client_whose_stall_clears_is_told_how_many_it_missed(env: Env) 
     async with running_api(env, api_stream_queue=size) as api:
         client = AsgiStreamClient(api, "probe_value", stall=True)
         client.start()
-        await eventually(lambda: api.state.metrics.stream_clients == 1)
+        await wait_for(lambda: api.state.metrics.stream_clients == 1)
         seqs = [await api.publish(_batch(i)) for i in range(published)]
-        await eventually(lambda: api.state.metrics.stream_dropped == published - size)
+        await wait_for(lambda: api.state.metrics.stream_dropped == published - size)
         client.release()
-        await eventually(lambda: len(client.events) == size)
+        await wait_for(lambda: len(client.events) == size)
         notices = [b for b in client.blocks if b.startswith("event: dropped")]
         assert notices == [f'event: dropped\ndata: {{"dropped": {published - size}}}']
         # The notice comes before the samples that survived: the newest ones, in order.
@@ -326,6 +327,6 @@ async def test_a_client_whose_stall_clears_is_told_how_many_it_missed(env: Env) 
         assert [e[0] for e in client.events] == seqs[-size:]
         # Once cleared, it keeps up again.
         later = await api.publish(_batch(published))
-        await eventually(lambda: client.events[-1][0] == later)
+        await wait_for(lambda: client.events[-1][0] == later)
         assert sum("event: dropped" in b for b in client.blocks) == 1
         await client.close()

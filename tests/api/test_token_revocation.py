@@ -7,7 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests.api.conftest import Api, eventually
+from tests.api.conftest import Api
+from tests.helpers import wait_for
 from unity.api.auth import CHANNEL
 from unity.api.tokens import TokenError, create_token, list_tokens, revoke_token
 
@@ -83,7 +84,7 @@ async def test_without_the_change_channel_every_lookup_reads_the_database(api: A
     killer = await _connect(api)
     try:
         await killer.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
-        await eventually(lambda: auth._listener is None)
+        await wait_for(lambda: auth._listener is None)
         # Revoked with no notice sent to anyone listening: refused on the very next request.
         await revoke_token(killer, "uncached")
     finally:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,23 +125,6 @@ async def stored(env: Env, plugin: str | None = None) -> int:
         )
     assert isinstance(value, int)
     return value
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]],
-    within: float = 60.0,
-    every: float = 0.05,
-    state: Callable[[], object] | None = None,
-) -> None:
-    """Poll ``predicate``; on timeout the error names it and shows ``state()``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await predicate():
-        if loop.time() > deadline:
-            shown = f"; state: {state()}" if state is not None else ""
-            name = getattr(predicate, "__name__", "condition")
-            raise AssertionError(f"{name} not met within {within}s{shown}")
-        await asyncio.sleep(every)
 
 
 async def assert_exactly(env: Env, published: Published) -> None:

@@ -9,6 +9,7 @@ import time
 import msgspec
 
 from tests.conftest import Env
+from tests.helpers import wait_for
 from tests.integration.alerts_support import (
     add_channel,
     add_rules,
@@ -21,7 +22,7 @@ from tests.integration.alerts_support import (
     running_evaluator,
     smtp_server,
 )
-from tests.integration.ingest_support import streams_ready, wait_until
+from tests.integration.ingest_support import streams_ready
 from unity.schemas import Event, Sample
 from unity.schemas.alerts import DEFAULT_RULES, Rule
 
@@ -51,7 +52,7 @@ async def test_a_crossing_fires_and_resolves_on_webhook_ntfy_and_email(env: Env)
             async def all_told() -> bool:
                 return bool(hook.requests and ntfy.requests and mails)
 
-            await wait_until(all_told, 30)
+            await wait_for(all_told, 30)
             body = hook.requests[0].json()
             assert body["title"] == "[CRITICAL] memory_high firing on nas"
             assert body["message"] == "nas: memory at 95.5% (threshold 90%)"
@@ -68,7 +69,7 @@ async def test_a_crossing_fires_and_resolves_on_webhook_ntfy_and_email(env: Env)
             async def resolved() -> bool:
                 return len(hook.requests) == 2 and len(ntfy.requests) == 2 and len(mails) == 2
 
-            await wait_until(resolved, 30)
+            await wait_for(resolved, 30)
             assert hook.requests[1].json()["title"] == "[CRITICAL] memory_high resolved on nas"
             assert hook.requests[1].json()["type"] == "success"
     history = await rows(env, "SELECT state, suppressed FROM alert_history ORDER BY id")
@@ -114,7 +115,7 @@ async def test_grouping_silences_maintenance_and_inhibition(env: Env) -> None:
             async def grouped() -> bool:
                 return len(hook.requests) >= 1
 
-            await wait_until(grouped, 30)
+            await wait_for(grouped, 30)
             # Host "old" goes silent; its disk alert then is inhibited.
             await publish(js, env, "old", memory(10.0))
 
@@ -124,7 +125,7 @@ async def test_grouping_silences_maintenance_and_inhibition(env: Env) -> None:
                 )
                 return bool(found)
 
-            await wait_until(old_silent, 30)
+            await wait_for(old_silent, 30)
             await publish(js, env, "old", one, plugin="disk")
 
             async def all_recorded() -> bool:
@@ -133,7 +134,7 @@ async def test_grouping_silences_maintenance_and_inhibition(env: Env) -> None:
                 )
                 return bool(n[0]["n"] == 23)
 
-            await wait_until(all_recorded, 30)
+            await wait_for(all_recorded, 30)
             await asyncio.sleep(1.0)  # a second message would be out by now
     assert len(hook.requests) == 2, hook.texts()
     first = hook.requests[0].json()
@@ -169,14 +170,14 @@ async def test_a_target_that_is_down_is_retried_then_recorded_failed(env: Env) -
                 )
                 return bool(found) and found[0]["status"] == "failed"
 
-            await wait_until(failed, 30)
+            await wait_for(failed, 30)
             # The evaluator keeps going: the next change still reaches the working channel.
             await publish(js, env, "nas", memory(10.0))
 
             async def resolved_sent() -> bool:
                 return len(hook.requests) == 2
 
-            await wait_until(resolved_sent, 30)
+            await wait_for(resolved_sent, 30)
             assert evaluator.outbox.counts.failed >= 1
     outcome = await rows(
         env,
@@ -201,14 +202,14 @@ async def test_two_evaluators_send_each_transition_once(env: Env) -> None:
             async def fired() -> bool:
                 return len(hook.requests) >= 3
 
-            await wait_until(fired, 30)
+            await wait_for(fired, 30)
             for host in ("nas", "pi", "nuc"):
                 await publish(js, env, host, memory(1.0))
 
             async def resolved() -> bool:
                 return len(hook.requests) >= 6
 
-            await wait_until(resolved, 30)
+            await wait_for(resolved, 30)
             await asyncio.sleep(1.5)  # any duplicate would have arrived by now
     titles = sorted(r.json()["title"] for r in hook.requests)
     assert titles == sorted(
@@ -240,7 +241,7 @@ async def test_event_and_health_rules_and_the_evaluators_own_metrics(env: Env) -
             async def told() -> bool:
                 return len(hook.requests) == 1
 
-            await wait_until(told, 30)
+            await wait_for(told, 30)
             assert hook.requests[0].json()["message"] == "nas: UPS on battery"
             batch = evaluator.metrics()
             values = {(s.name, s.labels.get("state", "")): s.value for s in batch.samples}
@@ -274,13 +275,13 @@ async def test_the_default_pack_is_added_once_and_new_rules_apply_without_a_rest
                 rules = evaluator.engine.rules
                 return "mem_now" in rules and "memory" not in rules
 
-            await wait_until(reloaded, 30)
+            await wait_for(reloaded, 30)
             await publish(js, env, "nas", memory(99.0))
 
             async def told() -> bool:
                 return len(hook.requests) == 1
 
-            await wait_until(told, 30)
+            await wait_for(told, 30)
             assert hook.requests[0].json()["title"] == "[CRITICAL] mem_now firing on nas"
         async with running_evaluator(env, alerts_default_rules=True) as again:
             assert "memory" not in again.engine.rules
@@ -299,7 +300,7 @@ async def test_reminders_stop_once_acknowledged_and_own_metrics_reach_the_stream
             async def reminded() -> bool:
                 return len(hook.requests) >= 2
 
-            await wait_until(reminded, 30)
+            await wait_for(reminded, 30)
             await execute(env, "UPDATE alerts SET acked_at = now(), acked_by = 'me'")
             told = len(hook.requests)
 
@@ -309,7 +310,7 @@ async def test_reminders_stop_once_acknowledged_and_own_metrics_reach_the_stream
                 )
                 return bool(found)
 
-            await wait_until(quiet_reminder, 30)
+            await wait_for(quiet_reminder, 30)
             # At most one reminder was already queued when the acknowledgement came.
             assert len(hook.requests) <= told + 1
     titles = {r.json()["title"] for r in hook.requests}

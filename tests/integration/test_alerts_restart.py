@@ -10,6 +10,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from tests.conftest import Env
+from tests.helpers import wait_for
 from tests.integration.alerts_support import (
     Receiver,
     add_channel,
@@ -19,7 +20,7 @@ from tests.integration.alerts_support import (
     receiver,
     rows,
 )
-from tests.integration.ingest_support import Unity, streams_ready, unity_env, wait_until
+from tests.integration.ingest_support import Unity, streams_ready, unity_env
 from unity.schemas.alerts import Rule
 
 pytestmark = pytest.mark.slow
@@ -68,13 +69,13 @@ async def test_sigkill_while_pending_and_while_firing(env: Env, tmp_path: Path) 
                 return False
             return True
 
-        await wait_until(consuming, 60, state=first.output)
+        await wait_for(consuming, 60, state=first.output)
         await publish(js, env, "nas", memory(95.0))
 
         async def pending() -> bool:
             return await state_is(env, "pending")
 
-        await wait_until(pending, 30, state=first.output)
+        await wait_for(pending, 30, state=first.output)
         first.kill()
         # The `for` runs out while nobody evaluates.
         await asyncio.sleep(RULE.for_s + 1)
@@ -83,7 +84,7 @@ async def test_sigkill_while_pending_and_while_firing(env: Env, tmp_path: Path) 
         async def fired() -> bool:
             return len(hook.requests) >= 1
 
-        await wait_until(fired, 60, state=second.output)
+        await wait_for(fired, 60, state=second.output)
         assert await state_is(env, "firing")
         second.kill()
         # Resolved while no evaluator runs: the next one reads it from its durable consumer.
@@ -93,7 +94,7 @@ async def test_sigkill_while_pending_and_while_firing(env: Env, tmp_path: Path) 
         async def resolved() -> bool:
             return len(hook.requests) >= 2
 
-        await wait_until(resolved, 60, state=third.output)
+        await wait_for(resolved, 60, state=third.output)
         await asyncio.sleep(2.0)  # a duplicate would have arrived by now
         assert third.terminate() == 0, third.output()
     assert titles(hook) == [

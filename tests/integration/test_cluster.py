@@ -18,8 +18,8 @@ from nats.js.client import JetStreamContext
 
 from tests.cluster import NatsCluster
 from tests.conftest import Env
-from tests.helpers import running_worker
-from tests.integration.ingest_support import streams_ready, wait_until
+from tests.helpers import running_worker, wait_for
+from tests.integration.ingest_support import streams_ready
 from tests.servers import isolated_settings
 from unity.schemas import MetricBatch, Sample, encode
 
@@ -150,7 +150,7 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
                 return count >= expected
 
             started = time.monotonic()
-            await wait_until(all_stored, within=120)
+            await wait_for(all_stored, within=120)
             drain = time.monotonic() - started
             assert w1.stats.dead_lettered == w2.stats.dead_lettered == 0
         count, distinct, total = await _stored(ep.database_url, ep.database_password)
@@ -173,7 +173,7 @@ async def _more(load: Load, n: int) -> None:
     async def acked() -> bool:
         return len(load.acked) >= target
 
-    await wait_until(acked, within=90)
+    await wait_for(acked, within=90)
 
 
 async def test_a_start_never_lowers_what_an_operator_raised(

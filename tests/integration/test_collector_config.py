@@ -5,27 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import msgspec
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from tests.conftest import Env
+from tests.helpers import wait_for
 from unity.collectors.plugins.cpu import CpuConfig
 from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector
 from unity.sdk.connection import connect_nats
 from unity.sdk.discovery import discover
-
-
-async def eventually(check: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within}s")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -73,16 +65,16 @@ async def test_interval_enable_and_plugin_config_change_without_restart(env: Env
 
         # Interval: from 60 s to 0.3 s, and runs follow at once.
         await put(kv, "testhost.cpu._", enabled=True, interval_s=0.3, config={}, revision=1)
-        await eventually(lambda: cpu.spec.interval == 0.3)
-        await eventually(lambda: cpu.runs >= 3)
+        await wait_for(lambda: cpu.spec.interval == 0.3)
+        await wait_for(lambda: cpu.runs >= 3)
         steps = [t.due for t in c.timings if t.key == "cpu"]
         assert all(round((b - a) / 0.3) == 1 for a, b in itertools.pairwise(steps))
 
         # Plugin config: percpu off, applied between runs by a new plugin instance.
         await put(kv, "testhost.cpu._", enabled=True, interval_s=0.3, config={"percpu": False})
-        await eventually(lambda: cpu.plugin.config == CpuConfig(percpu=False))
+        await wait_for(lambda: cpu.plugin.config == CpuConfig(percpu=False))
         runs = cpu.runs
-        await eventually(lambda: cpu.runs >= runs + 2)
+        await wait_for(lambda: cpu.runs >= runs + 2)
         result = await c.run_once(cpu.plugin)
         assert result.batch is not None
         assert not any(s.name == "cpu_core_time_seconds" for s in result.batch.samples)
@@ -90,12 +82,12 @@ async def test_interval_enable_and_plugin_config_change_without_restart(env: Env
         # A config the plugin rejects is refused; the running one stays.
         await put(kv, "testhost.cpu._", enabled=True, interval_s=0.3, config={"percpu": "x"})
         await put(kv, "testhost.memory._", enabled=False)
-        await eventually(lambda: not c.slots["memory"].spec.enabled)
+        await wait_for(lambda: not c.slots["memory"].spec.enabled)
         assert cpu.plugin.config == CpuConfig(percpu=False)
 
         # Disable: no more runs.
         await put(kv, "testhost.cpu._", enabled=False)
-        await eventually(lambda: not cpu.spec.enabled)
+        await wait_for(lambda: not cpu.spec.enabled)
         await asyncio.sleep(0.4)  # a run already started may finish
         stopped_at = cpu.runs
         await asyncio.sleep(1.0)
@@ -105,13 +97,13 @@ async def test_interval_enable_and_plugin_config_change_without_restart(env: Env
         await put(
             kv, "testhost.net.lan", enabled=True, interval_s=0.3, config={"connections": False}
         )
-        await eventually(lambda: "net:lan" in c.slots and c.slots["net:lan"].runs >= 1)
+        await wait_for(lambda: "net:lan" in c.slots and c.slots["net:lan"].runs >= 1)
         assert c.slots["net:lan"].plugin.instance == "lan"
 
         # Keys of another host are not ours.
         await put(kv, "otherhost.memory._", enabled=True, interval_s=0.3)
         # Deleting the key gives the file config back.
         await kv.delete("testhost.memory._")
-        await eventually(lambda: c.slots["memory"].spec.enabled)
+        await wait_for(lambda: c.slots["memory"].spec.enabled)
         assert c.slots["memory"].spec.interval == 60
         assert c.watch.applied >= 6

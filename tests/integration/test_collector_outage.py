@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import msgspec
 import pytest
 
 from tests.conftest import Env
-from tests.helpers import on_nats, private_nats
+from tests.helpers import on_nats, private_nats, wait_for
 from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector, Timing
 from unity.ingest.service import Ingest
@@ -55,14 +54,6 @@ async def run_for(c: Collector, seconds: float) -> list[Timing]:
     await c.stop(flush_timeout=1)
     await task
     return [t for t in c.timings if t.key == "memory" and t.status == "ok"]
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:.0f}s")
-        await asyncio.sleep(0.2)
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["one-collector", "restart-in-outage"])
@@ -107,7 +98,7 @@ async def test_every_batch_of_an_outage_arrives_in_order_once(
         async def drained() -> bool:
             return len(current.outbox) == 0 and current.sender.stats.published > 0
 
-        await until(drained, 60, "outbox flushed after NATS came back")
+        await wait_for(drained, 60, "outbox flushed after NATS came back")
         await asyncio.sleep(1.5)  # one more run after the flush
         await current.stop(flush_timeout=5)
         await task
@@ -149,7 +140,7 @@ async def test_every_batch_of_an_outage_arrives_in_order_once(
             async def stored() -> bool:
                 return len(await conn.fetch(sql)) >= len(expected)
 
-            await until(stored, 60, "ingest stored the batches")
+            await wait_for(stored, 60, "ingest stored the batches")
             await asyncio.sleep(1.0)  # a duplicate would land now
             times = [row["time"] for row in await conn.fetch(sql)]
         finally:

@@ -7,8 +7,8 @@ import asyncpg
 import msgspec
 
 from tests.conftest import Env
-from tests.helpers import running_worker
-from tests.integration.ingest_support import BASE_TS, stored, streams_ready, wait_until
+from tests.helpers import running_worker, wait_for
+from tests.integration.ingest_support import BASE_TS, stored, streams_ready
 from tests.servers import isolated_settings
 from unity.ingest import dlq
 from unity.ingest.cache import read_latest
@@ -65,8 +65,8 @@ async def test_the_first_value_wins_and_the_other_message_is_dead_lettered(env: 
         async def first_part() -> bool:
             return worker.stats.messages >= 30
 
-        await wait_until(first_part, within=30)
-        await wait_until(lambda: _cached(env, 9), within=30)
+        await wait_for(first_part, within=30)
+        await wait_for(lambda: _cached(env, 9), within=30)
         await _valkey_equals_postgres(env, 9)
         # Five more pairs, the second value in a later batch than the stored first one.
         for i in range(10, 15):
@@ -75,14 +75,14 @@ async def test_the_first_value_wins_and_the_other_message_is_dead_lettered(env: 
             async def winner_stored(i: int = i) -> bool:
                 return await stored(env, "pairs") == (i + 1) * SLOTS
 
-            await wait_until(winner_stored, within=30)
+            await wait_for(winner_stored, within=30)
             await js.publish(subject, _batch(2000 + i, i), headers={"Nats-Msg-Id": f"b{i}"})
 
         async def all_seen() -> bool:
             return worker.stats.messages >= 40
 
-        await wait_until(all_seen, within=30)
-        await wait_until(lambda: _cached(env, 14), within=30)
+        await wait_for(all_seen, within=30)
+        await wait_for(lambda: _cached(env, 14), within=30)
         await _valkey_equals_postgres(env, 14)
     held = await _stored_values(env)
     assert held == {(BASE_TS + i, str(s)): 1000.0 + i for i in range(15) for s in range(SLOTS)}

@@ -9,7 +9,7 @@ import asyncpg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from tests.conftest import Env
-from tests.helpers import running_ingest, running_worker
+from tests.helpers import running_ingest, running_worker, wait_for
 from tests.integration.ingest_support import (
     BASE_TS,
     assert_exactly,
@@ -17,7 +17,6 @@ from tests.integration.ingest_support import (
     publish_batches,
     stored,
     streams_ready,
-    wait_until,
 )
 from tests.servers import isolated_settings
 from unity.ingest.streams import ensure_streams, ingest_filters
@@ -59,7 +58,7 @@ async def test_start_updates_an_existing_consumer_to_ingest_settings(env: Env) -
         async def lp_stored() -> bool:
             return await stored(env, "telegraf") == 1
 
-        await wait_until(lp_stored, within=30)
+        await wait_for(lp_stored, within=30)
     settings = env.settings
     assert settings.ingest_max_ack_pending != 1000 and settings.ingest_ack_wait_s != 30.0
     for info, filters in zip(after, ingest_filters(settings).values(), strict=True):
@@ -93,7 +92,7 @@ async def test_a_batch_held_past_the_ack_wait_is_not_redelivered(env: Env) -> No
                     )
                     return bool(waiting)
 
-                await wait_until(copy_waits, within=30)
+                await wait_for(copy_waits, within=30)
                 await asyncio.sleep(3 * ACK_WAIT_S)
                 metrics, _ = await consumers(js, env)
             finally:
@@ -104,7 +103,7 @@ async def test_a_batch_held_past_the_ack_wait_is_not_redelivered(env: Env) -> No
             async def all_stored() -> bool:
                 return await stored(env) >= published.samples
 
-            await wait_until(all_stored, within=30)
+            await wait_for(all_stored, within=30)
     finally:
         if not locker.is_closed():
             await locker.close()

@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 
 from tests.conftest import Env
-from tests.helpers import running_ingest
+from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     BASE_TS,
     Unity,
@@ -20,7 +20,6 @@ from tests.integration.ingest_support import (
     stored,
     streams_ready,
     unity_env,
-    wait_until,
 )
 from unity.ingest import dlq
 from unity.schemas import MSGPACK, Event, HealthReport, MetricBatch, Sample, encode
@@ -84,7 +83,7 @@ async def test_flood_of_malformed_and_valid_messages(env: Env, tmp_path: Path) -
         async def done() -> bool:
             return worker.stats.messages >= 301
 
-        await wait_until(done)
+        await wait_for(done)
         assert await stored(env) == expected_samples
         assert worker.stats.dead == expected_dead
 
@@ -101,7 +100,7 @@ async def test_flood_of_malformed_and_valid_messages(env: Env, tmp_path: Path) -
         first = only_bad_name[0]
         assert first.data == originals["bad_name"]
         assert await dlq.redrive(js, subjects, first.seq) == subject
-        await wait_until(lambda: _dead_count(worker, expected_dead.total() + 1))
+        await wait_for(lambda: _dead_count(worker, expected_dead.total() + 1))
         assert await stored(env) == expected_samples
         again = [e async for e in dlq.entries(js, subjects, "bad_name", limit=1000)]
         assert len(again) == len(only_bad_name)
@@ -135,7 +134,7 @@ async def test_telegraf_line_protocol_is_stored_as_series(env: Env) -> None:
     for line in text.splitlines():
         await js.publish(f"{env.root}.lp.web01", line.encode())
     async with running_ingest(env) as worker:
-        await wait_until(lambda: _messages(worker, len(text.splitlines())))
+        await wait_for(lambda: _messages(worker, len(text.splitlines())))
         assert worker.stats.dead_lettered == 0
         assert worker.stats.strings_skipped == 1
     # The durable consumer was created with ingest's settings, line protocol included.
@@ -188,10 +187,10 @@ async def test_registry_learns_plugins_from_batches_and_health(env: Env) -> None
     event = Event(host="nas", plugin="backup", kind="finished", ts=t1, data={"files": 3})
     await js.publish(subjects.events("nas", "backup"), encode(event))
     async with running_ingest(env) as worker:
-        await wait_until(lambda: _messages(worker, 3))
+        await wait_for(lambda: _messages(worker, 3))
         # An older report arriving late (a replay, a slow producer) does not turn health back.
         await js.publish(subjects.health("nas", "ups"), encode(older))
-        await wait_until(lambda: _messages(worker, 4))
+        await wait_for(lambda: _messages(worker, 4))
     conn = await asyncpg.connect(env.ep.database_url, password=env.ep.database_password)
     try:
         rows = {
@@ -224,11 +223,11 @@ async def test_a_message_postgres_refuses_is_isolated_and_dead_lettered(env: Env
     await js.publish(subject, encode(poison))
     await js.publish(subject, encode(_batch(2)))
     async with running_ingest(env) as worker:
-        await wait_until(lambda: _messages(worker, 3))
+        await wait_for(lambda: _messages(worker, 3))
         assert worker.stats.dead == Counter({"db_refused": 1})
         # And it keeps going.
         await js.publish(subject, encode(_batch(3)))
-        await wait_until(lambda: _messages(worker, 4))
+        await wait_for(lambda: _messages(worker, 4))
     assert await stored(env) == 15
     entries = [e async for e in dlq.entries(js, env.settings.subjects, "db_refused")]
     assert len(entries) == 1 and entries[0].data == encode(poison)
@@ -245,12 +244,12 @@ async def test_a_msgpack_message_keeps_its_content_type_through_the_dlq(env: Env
     data = encode(_batch(7, bad=True), MSGPACK)
     await js.publish(subject, data, headers={"Content-Type": content_type})
     async with running_ingest(env) as worker:
-        await wait_until(lambda: _messages(worker, 1))
+        await wait_for(lambda: _messages(worker, 1))
         assert worker.stats.dead == Counter({"bad_name": 1})
         [entry] = [e async for e in dlq.entries(js, subjects)]
         assert (entry.data, entry.headers.get("Content-Type")) == (data, content_type)
         assert await dlq.redrive(js, subjects, entry.seq) == subject
-        await wait_until(lambda: _messages(worker, 2))
+        await wait_for(lambda: _messages(worker, 2))
         # Decoded as MessagePack again: the one bad sample is refused, not the whole message.
         assert worker.stats.dead == Counter({"bad_name": 2})
     assert await stored(env) == 5
@@ -277,7 +276,7 @@ async def test_dlq_replay_cli_redrives_entries_once_the_cause_is_fixed(
         await js.publish(subject, encode(_big(i)))
     await js.publish(subject, b"{not json")
     async with running_ingest(env) as worker:
-        await wait_until(lambda: _messages(worker, 4))
+        await wait_for(lambda: _messages(worker, 4))
     assert worker.stats.dead == Counter({"db_refused": 3, "malformed": 1})
     refused = [e.seq async for e in dlq.entries(js, subjects, "db_refused")]
     assert len(refused) == 3
@@ -297,7 +296,7 @@ async def test_dlq_replay_cli_redrives_entries_once_the_cause_is_fixed(
     assert f"no dead letter with sequence {refused[0]}" in gone.output()
 
     async with running_ingest(env) as worker:
-        await wait_until(lambda: _messages(worker, 3))
+        await wait_for(lambda: _messages(worker, 3))
         assert worker.stats.dead_lettered == 0
     values = await fetchval(env, "SELECT array_agg(value ORDER BY value) FROM samples")
     assert values == [5000.0, 5001.0, 5002.0]

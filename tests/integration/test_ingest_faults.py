@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import Env
-from tests.helpers import running_ingest
+from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     Unity,
     assert_exactly,
@@ -22,7 +22,6 @@ from tests.integration.ingest_support import (
     stored,
     streams_ready,
     unity_env,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -46,7 +45,7 @@ async def test_sigkill_mid_batch_twice_then_every_sample_is_stored_once(
             assert ingest.alive(), ingest.output()
             return await stored(env) >= floor
 
-        await wait_until(progressed, within=120, every=0.01)
+        await wait_for(progressed, within=120, every=0.01)
         ingest.kill()
         seen_at_kill.append(await stored(env))
     # Both kills landed while work remained: the restarts had unacked batches to finish.
@@ -57,7 +56,7 @@ async def test_sigkill_mid_batch_twice_then_every_sample_is_stored_once(
         async def all_stored() -> bool:
             return await stored(env) >= published.samples
 
-        await wait_until(all_stored, within=180)
+        await wait_for(all_stored, within=180)
         await assert_exactly(env, published)
     finally:
         assert last.terminate() == 0, last.output()
@@ -79,7 +78,7 @@ async def test_sigterm_commits_and_acks_the_batch_in_hand_then_exits(
         assert ingest.alive(), ingest.output()
         return await stored(env) >= published.samples // 5
 
-    await wait_until(draining, within=120, every=0.01)
+    await wait_for(draining, within=120, every=0.01)
     # A lock on samples holds the worker's next COPY: at SIGTERM it has a batch in hand.
     locker = await asyncpg.connect(env.ep.database_url, password=env.ep.database_password)
     try:
@@ -94,7 +93,7 @@ async def test_sigterm_commits_and_acks_the_batch_in_hand_then_exits(
             )
             return bool(waiting)
 
-        await wait_until(copy_waits, within=60)
+        await wait_for(copy_waits, within=60)
         ingest.proc.send_signal(signal.SIGTERM)
         # Let the signal land while the batch waits; then the commit can go through.
         await asyncio.sleep(1.0)
@@ -116,7 +115,7 @@ async def test_sigterm_commits_and_acks_the_batch_in_hand_then_exits(
         async def all_stored() -> bool:
             return await stored(env) >= published.samples
 
-        await wait_until(all_stored, within=120)
+        await wait_for(all_stored, within=120)
     await assert_exactly(env, published)
     # The restart got no committed message again: no redelivery, nothing to merge.
     assert (worker.stats.redelivered, worker.stats.merges) == (0, 0)
@@ -141,13 +140,13 @@ async def test_two_workers_share_the_consumer_and_store_once(env: Env, tmp_path:
             return found == ["w0", "w1"]
 
         # Each worker's own metrics reach the registry through its own pipeline.
-        await wait_until(both_reporting, within=60)
+        await wait_for(both_reporting, within=60)
         published = await publish_batches(js, env, 600)
 
         async def all_stored() -> bool:
             return await stored(env, "loadgen") >= published.samples
 
-        await wait_until(all_stored, within=120)
+        await wait_for(all_stored, within=120)
         await _wait_reports_cover(env, published.samples)
     finally:
         assert workers.terminate() == 0, workers.output()
@@ -179,7 +178,7 @@ async def _wait_reports_cover(env: Env, samples: int) -> None:
     async def covered() -> bool:
         return sum((await _samples_by_worker(env)).values()) >= samples
 
-    await wait_until(covered, within=30)
+    await wait_for(covered, within=30)
 
 
 async def test_replaying_a_stored_range_changes_nothing_and_restores_lost_rows(
@@ -192,7 +191,7 @@ async def test_replaying_a_stored_range_changes_nothing_and_restores_lost_rows(
         async def all_stored() -> bool:
             return await stored(env) >= published.samples
 
-        await wait_until(all_stored)
+        await wait_for(all_stored)
     await assert_exactly(env, published)
     # Lose a third of the rows, as a restore from an old backup would.
     await fetchval(env, "DELETE FROM samples WHERE series_id % 3 = 0")
@@ -230,7 +229,7 @@ async def test_the_gap_after_a_killed_worker_is_about_the_ack_wait(
         assert ingest.alive(), ingest.output()
         return await stored(env) >= published.samples // 5
 
-    await wait_until(draining, within=120, every=0.01)
+    await wait_for(draining, within=120, every=0.01)
     loop = asyncio.get_running_loop()
     # A lock on samples holds the worker's next COPY: at the kill it has a batch in hand.
     locker = await asyncpg.connect(env.ep.database_url, password=env.ep.database_password)
@@ -245,7 +244,7 @@ async def test_the_gap_after_a_killed_worker_is_about_the_ack_wait(
             )
             return bool(waiting)
 
-        await wait_until(copy_waits, within=60)
+        await wait_for(copy_waits, within=60)
         ingest.kill()
         killed_at = loop.time()
         await lock.rollback()
@@ -266,10 +265,10 @@ async def test_the_gap_after_a_killed_worker_is_about_the_ack_wait(
             assert restarted.alive(), restarted.output()
             return await stored(env) >= published.samples + fresh.samples
 
-        await wait_until(fresh_stored, within=60, every=0.05)
+        await wait_for(fresh_stored, within=60, every=0.05)
         first_gap = loop.time() - killed_at
         # Well under the old 60 s ack wait (a deadline, not a measurement).
-        await wait_until(all_stored, within=40, every=0.05)
+        await wait_for(all_stored, within=40, every=0.05)
         gap = loop.time() - killed_at
     finally:
         assert restarted.terminate() == 0, restarted.output()

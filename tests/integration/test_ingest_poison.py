@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from tests.conftest import Env
-from tests.helpers import running_worker
+from tests.helpers import running_worker, wait_for
 from tests.integration.ingest_support import (
     BASE_TS,
     Unity,
@@ -20,7 +20,6 @@ from tests.integration.ingest_support import (
     stored,
     streams_ready,
     unity_env,
-    wait_until,
 )
 from tests.servers import isolated_settings
 from unity.ingest import dlq
@@ -83,12 +82,12 @@ async def test_nested_messages_among_good_ones_are_dead_lettered_and_no_worker_r
             assert ingest.alive(), ingest.output()
             return await stored(env) >= good.samples + more.samples
 
-        await wait_until(all_stored, within=120)
+        await wait_for(all_stored, within=120)
 
         async def three_dead() -> bool:
             return len([e async for e in dlq.entries(js, subjects)]) >= 3
 
-        await wait_until(three_dead, within=60)
+        await wait_for(three_dead, within=60)
         entries = [e async for e in dlq.entries(js, subjects)]
         assert Counter(e.reason for e in entries) == {"too_deep": 3}
         assert {e.subject.split(".")[1] for e in entries} == {"metrics", "events"}
@@ -127,14 +126,14 @@ async def test_a_message_never_acked_is_dead_lettered_after_max_deliver(env: Env
         async def dead_lettered() -> bool:
             return worker.stats.dead["max_deliveries"] == 1
 
-        await wait_until(dead_lettered, within=60, state=lambda: worker.stats)
+        await wait_for(dead_lettered, within=60, state=lambda: worker.stats)
         later = HealthReport(host="h0", plugin="fine", status="ok", ts=BASE_TS)
         await js.publish(subjects.health("h0", "fine"), encode(later))
 
         async def fine_stored() -> bool:
             return await fetchval(env, "SELECT count(*) FROM plugin_runs") == 1
 
-        await wait_until(fine_stored, within=30)
+        await wait_for(fine_stored, within=30)
         _, events = await consumers(js, env)
     assert (events.num_ack_pending, events.num_pending) == (0, 0)
     entries = [e async for e in dlq.entries(js, subjects)]
@@ -170,7 +169,7 @@ async def test_a_body_that_disagrees_with_its_subject_is_dead_lettered(env: Env)
         async def all_seen() -> bool:
             return worker.stats.messages >= 6
 
-        await wait_until(all_seen, within=30)
+        await wait_for(all_seen, within=30)
     assert worker.stats.dead == {"subject_mismatch": 5}
     hosts = await fetchval(env, "SELECT array_agg(DISTINCT host ORDER BY host) FROM series")
     assert hosts == ["attacker", "web_01"]

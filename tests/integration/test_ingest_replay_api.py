@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from tests.conftest import Env
-from tests.helpers import running_ingest
+from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     assert_exactly,
     fetchval,
     publish_batches,
     stored,
     streams_ready,
-    wait_until,
 )
 from unity.api.app import create_app
 from unity.api.tokens import create_token
@@ -29,7 +28,7 @@ async def test_admin_replay_restores_lost_rows_and_reports_progress(env: Env) ->
         async def all_stored() -> bool:
             return await stored(env) >= published.samples
 
-        await wait_until(all_stored)
+        await wait_for(all_stored)
     await fetchval(env, "DELETE FROM samples WHERE series_id % 2 = 0")
     lost = published.samples - await stored(env)
     assert lost > 0

@@ -10,14 +10,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from tests.conftest import Env
-from tests.helpers import running_ingest
+from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     assert_exactly,
     fetchval,
     publish_batches,
     stored,
     streams_ready,
-    wait_until,
 )
 from unity.ingest.replay import Replay
 from unity.sdk.connection import pg_pool
@@ -29,7 +28,7 @@ async def _ingest_all(env: Env, samples: int) -> None:
         async def all_stored() -> bool:
             return await stored(env) >= samples
 
-        await wait_until(all_stored)
+        await wait_for(all_stored)
 
 
 async def _stored_by_host(env: Env) -> dict[str, tuple[int, float]]:

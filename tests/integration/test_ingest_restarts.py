@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Env
-from tests.helpers import on_nats, running_worker
+from tests.helpers import on_nats, running_worker, wait_for
 from tests.integration.ingest_support import (
     assert_exactly,
     dlq_size,
     publish_batches,
     stored,
     streams_ready,
-    wait_until,
 )
 from tests.servers import isolated_settings
 from unity.compose import migrate
@@ -50,7 +49,7 @@ async def _drain_a_quarter(env: Env, samples: int) -> int:
     async def a_quarter() -> bool:
         return await stored(env) >= samples // 4
 
-    await wait_until(a_quarter, within=60, every=0.01)
+    await wait_for(a_quarter, within=60, every=0.01)
     return await stored(env)
 
 
@@ -58,7 +57,7 @@ async def _drain_all(env: Env, samples: int) -> None:
     async def all_stored() -> bool:
         return await stored(env) >= samples
 
-    await wait_until(all_stored, within=120)
+    await wait_for(all_stored, within=120)
 
 
 async def test_a_postgres_restart_during_ingest_loses_and_doubles_nothing(

@@ -16,8 +16,8 @@ import pytest
 
 from tests.api.conftest import running_api
 from tests.conftest import Env
-from tests.helpers import running_ingest
-from tests.integration.ingest_support import BASE_TS, publish_batches, stored, wait_until
+from tests.helpers import running_ingest, wait_for
+from tests.integration.ingest_support import BASE_TS, publish_batches, stored
 from unity.compose.embedded import ValkeyServer, free_port
 from unity.ingest.cache import read_latest, write_latest
 from unity.schemas.api import LatestValue
@@ -47,7 +47,7 @@ async def test_valkey_outage_loses_no_rows_and_the_cache_catches_up(
                     return False
                 return len(items) == 10 and all(i.value >= value for i in items)
 
-            await wait_until(
+            await wait_for(
                 lambda: cached(4000.0), state=lambda: (worker.stats, worker.cache.failures)
             )
 
@@ -58,14 +58,14 @@ async def test_valkey_outage_loses_no_rows_and_the_cache_catches_up(
             async def all_rows() -> bool:
                 return await stored(env, "loadgen") == first.samples + second.samples
 
-            await wait_until(all_rows, state=lambda: (worker.stats, worker.cache.failures))
+            await wait_for(all_rows, state=lambda: (worker.stats, worker.cache.failures))
             assert worker.cache.failures >= 1
             assert worker.cache.waiting >= 10
             assert worker.stats.messages >= 25
 
             server.start()
             # The newest value of every series (message 24: 24000 + slot) reaches Valkey.
-            await wait_until(
+            await wait_for(
                 lambda: cached(24000.0),
                 within=90,
                 every=0.2,
@@ -117,7 +117,7 @@ async def test_a_valkey_restarted_with_older_data_is_not_served_until_refreshed(
                 items = await read_latest(client, env.root, "h0", "loadgen")
                 return len(items) == 10 and all(i.value >= 4000.0 for i in items)
 
-            await wait_until(first_cached)
+            await wait_for(first_cached)
             # Valkey goes down keeping these values on disk; newer ones reach PostgreSQL only.
             server.stop()
             second = await publish_batches(js, env, 5, per_message=10, hosts=1, start=5)
@@ -125,7 +125,7 @@ async def test_a_valkey_restarted_with_older_data_is_not_served_until_refreshed(
             async def all_rows() -> bool:
                 return await stored(env, "loadgen") == first.samples + second.samples
 
-            await wait_until(all_rows, state=lambda: worker.stats)
+            await wait_for(all_rows, state=lambda: worker.stats)
         server.start()
         newest = sorted(9000.0 + slot for slot in range(10))
         async with running_api(private) as api:
@@ -142,7 +142,7 @@ async def test_a_valkey_restarted_with_older_data_is_not_served_until_refreshed(
                     got = await api.get("/latest", params={"selector": '{plugin="loadgen"}'})
                     return bool(got.json()["source"] == "valkey")
 
-                await wait_until(served_from_valkey, within=30)
+                await wait_for(served_from_valkey, within=30)
                 assert worker.cache.refreshes == 1
             body = (await api.get("/latest", params={"selector": '{plugin="loadgen"}'})).json()
             assert sorted(i["value"] for i in body["items"]) == newest

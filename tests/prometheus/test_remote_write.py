@@ -15,9 +15,9 @@ import cramjam
 import pytest
 import uvicorn
 
-from tests.api.conftest import Api, eventually, running_api
+from tests.api.conftest import Api, running_api
 from tests.conftest import Env
-from tests.helpers import running_ingest
+from tests.helpers import running_ingest, wait_for
 from tests.prometheus.support import HEADERS, real_prometheus
 from unity.api.remote_write import WriteRequest
 from unity.compose.embedded import free_port
@@ -77,7 +77,7 @@ async def test_series_map_onto_unity_and_back(api: Api) -> None:
         scrapes=1,
     )
     assert (await _write(api, body)).status_code == 204
-    await eventually(lambda: _count_is(api, 5))
+    await wait_for(lambda: _count_is(api, 5))
     rows = await api.state.pool.fetch(
         "SELECT host, plugin, instance, name, labels::text, kind FROM series ORDER BY name"
     )
@@ -127,7 +127,7 @@ async def test_a_retried_request_is_stored_once(api: Api) -> None:
     assert published >= 30
     assert (await _write(api, body)).status_code == 204
     assert await _messages(api) == published
-    await eventually(lambda: _count_is(api, 1500))
+    await wait_for(lambda: _count_is(api, 1500))
     assert await _samples(api) == 1500
 
 
@@ -155,7 +155,7 @@ async def test_non_finite_values_are_counted_not_silently_dropped(api: Api) -> N
     assert answer.status_code == 400
     assert "1 samples published" in answer.json()["error"]["message"]
     assert "1 NaN or infinite" in answer.json()["error"]["message"]
-    await eventually(lambda: _count_is(api, 1))
+    await wait_for(lambda: _count_is(api, 1))
 
 
 @contextlib.asynccontextmanager
@@ -166,7 +166,7 @@ async def _served(api: Api) -> AsyncIterator[int]:
     )
     task = asyncio.create_task(server.serve())
     try:
-        await eventually(lambda: server.started)
+        await wait_for(lambda: server.started)
         yield port
     finally:
         server.should_exit = True
@@ -198,7 +198,7 @@ remote_write:
                 )
                 return n > 0
 
-            await eventually(arrived, within=60)
+            await wait_for(arrived, within=60)
             answer = await api.client.get(
                 "/prometheus/api/v1/query",
                 params={"query": 'up{job="self"}'},

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
 
 import msgspec
 import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import Env
+from tests.helpers import wait_for
 from unity.ingest.streams import ensure_streams
 from unity.schemas import (
     MAX_PAYLOAD_BYTES,
@@ -67,14 +67,6 @@ def connection(env: Env) -> ConnectionSettings:
         subject_root=env.root,
         host="box",
     )
-
-
-async def until(predicate: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.02)
 
 
 async def test_run_once_publishes_the_batch_and_the_health_report(env: Env) -> None:
@@ -208,24 +200,24 @@ async def test_interval_enabled_and_config_apply_live_from_the_bucket(env: Env) 
         await runner.start()
         task = asyncio.create_task(runner.run())
         try:
-            await until(lambda: runner.runs == 1)  # first run at start, next one in an hour
+            await wait_for(lambda: runner.runs == 1)  # first run at start, next one in an hour
             key = settings_key("box", "counter")
             await kv.put(
                 key, encode(PluginSettings(interval_s=0.1, config={"step": 10}, revision=1))
             )
-            await until(lambda: runner.runs >= 4)
+            await wait_for(lambda: runner.runs >= 4)
             assert plugin.total >= 1 + 3 * 10
             # A value is the whole override: left without interval_s, the interval would be the
             # start's hour again.
             await kv.put(key, encode(PluginSettings(enabled=False, interval_s=0.1, revision=2)))
             # The first skipped tick comes after any run that was in hand; three more due
             # ticks later, no run has happened.
-            await until(lambda: runner.skipped >= 1)
+            await wait_for(lambda: runner.skipped >= 1)
             paused_at = runner.runs
-            await until(lambda: runner.skipped >= 4)
+            await wait_for(lambda: runner.skipped >= 4)
             assert runner.runs == paused_at
             await kv.put(key, encode(PluginSettings(interval_s=0.1, revision=3)))
-            await until(lambda: runner.runs > paused_at)  # enabled again
+            await wait_for(lambda: runner.runs > paused_at)  # enabled again
         finally:
             runner.request_stop()
             await task
@@ -272,9 +264,7 @@ async def test_run_once_publishes_the_events_of_a_run_each_with_its_own_msg_id(e
     assert events[0].data == {"disks": ["sda", "sdb"]}
     assert [e.ts for e in events] == [first.report.ts] * 2 + [second.report.ts] * 2
     ids = [m.headers["Nats-Msg-Id"] if m.headers else "" for m in got]
-    assert ids == [
-        f"box:eventful::{run.seq}:event:{n}" for run in (first, second) for n in (0, 1)
-    ]
+    assert ids == [f"box:eventful::{run.seq}:event:{n}" for run in (first, second) for n in (0, 1)]
     # Four events and two health reports: no event was taken for a duplicate of another.
     assert info.state.messages == 6
 

@@ -9,7 +9,7 @@ import contextlib
 import shutil
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from tests.conftest import Env
-from tests.helpers import running_worker
+from tests.helpers import running_worker, wait_for
 from tests.servers import TestServers, drop_database, drop_root, fresh_database, isolated_settings
 from unity.api.app import create_app
 from unity.api.tokens import create_token
@@ -126,19 +126,11 @@ class Stack:
         ]
         await asyncio.gather(*acks)
         expected = before + sum(len(b.samples) for b in batches)
-        await wait_until(lambda: self._count_at_least(expected), within=120)
+        await wait_for(lambda: self._count_at_least(expected), within=120)
 
     async def _count_at_least(self, n: int) -> bool:
         count: int = await self.pool.fetchval("SELECT count(*) FROM samples")
         return count >= n
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.contextmanager
