@@ -58,9 +58,12 @@ async def _create_template(ep: Endpoints) -> None:
         template = replace(ep, database_url=_db_url(ep.database_url, TEMPLATE_DB))
         await migrate.upgrade(template)
         await _pause_policies(template)
-        # TimescaleDB starts no background scheduler in a template database; without this its
-        # scheduler's session would make every CREATE DATABASE ... TEMPLATE fail as "in use".
+        # Nobody may connect to the template once it is built. On every CREATE DATABASE ...
+        # TEMPLATE, TimescaleDB's loader asks its launcher for a scheduler in a template that
+        # allows connections; that session waits for the copy to commit while the copy waits
+        # for it to leave, and the copy fails as "being accessed by other users" (issue 22).
         await admin.execute(f'ALTER DATABASE "{TEMPLATE_DB}" IS_TEMPLATE true')
+        await admin.execute(f'ALTER DATABASE "{TEMPLATE_DB}" ALLOW_CONNECTIONS false')
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = $1 AND pid <> pg_backend_pid()",

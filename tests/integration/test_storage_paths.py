@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import msgspec
 import pytest
 
 from tests.conftest import Env
+from tests.servers import TEMPLATE_DB, TestServers
 from unity.compose.cli import main
 from unity.ingest import timescale
 from unity.ingest.maintenance import ROLLUPS, Maintainer, maintain
@@ -28,6 +30,45 @@ from unity.schemas.storage import Retention, floor
 
 Row = tuple[datetime, int, float]
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+
+
+_SORT_ITEM = re.compile(r'\s*("(?:[^"]|"")*"|[^\s,]+)\s*([^,]*)')
+
+
+def sort_key(spelled: str | list[str] | None) -> list[tuple[str, str]]:
+    """``"time" DESC, x`` (or its items as an array) as [("time", "DESC"), ("x", "")]:
+    identifiers unquoted (or folded to lower case), options in upper case."""
+    text = ", ".join(spelled) if isinstance(spelled, list) else spelled or ""
+    out = []
+    for m in _SORT_ITEM.finditer(text):
+        name, rest = m[1], " ".join(m[2].split()).upper()
+        name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+        out.append((name, rest))
+    return out
+
+
+def test_sort_keys_compare_names_not_their_spelling() -> None:
+    assert sort_key('"time" DESC') == sort_key("time desc") == [("time", "DESC")]
+    assert sort_key(["series_id", '"Odd ""x"""']) == [("series_id", ""), ('Odd "x"', "")]
+    assert sort_key("time DESC NULLS FIRST, a") == [("time", "DESC NULLS FIRST"), ("a", "")]
+    assert sort_key('"time" DESC') != sort_key("time")
+
+
+async def test_the_test_template_refuses_connections_once_built(servers: TestServers) -> None:
+    """No session can sit in the template, so no copy of it can fail as "in use"; on
+    TimescaleDB a background scheduler used to (issue 22)."""
+    ep = servers.endpoints
+    base = ep.database_url.rpartition("/")[0]
+    admin = await asyncpg.connect(f"{base}/postgres", password=ep.database_password)
+    try:
+        allowed = await admin.fetchval(
+            "SELECT datallowconn FROM pg_database WHERE datname = $1", TEMPLATE_DB
+        )
+    finally:
+        await admin.close()
+    assert allowed is False
+    with pytest.raises(asyncpg.PostgresError, match="not currently accepting connections"):
+        await asyncpg.connect(f"{base}/{TEMPLATE_DB}", password=ep.database_password)
 
 
 async def require_backend(env: Env, wanted: str) -> str:
@@ -193,7 +234,9 @@ async def test_layout(backend: str, db: asyncpg.Connection, env: Env) -> None:
         "WHERE hypertable = 'samples'::regclass"
     )
     assert compression is not None
-    assert (compression["segmentby"], compression["orderby"]) == ("series_id", "time DESC")
+    # 2.28 quotes the identifier ("time" DESC), earlier releases did not: compare names.
+    assert sort_key(compression["segmentby"]) == [("series_id", "")]
+    assert sort_key(compression["orderby"]) == [("time", "DESC")]
     # Policies by relation; a continuous aggregate's job may name its materialization table.
     jobs = await db.fetch(
         """
