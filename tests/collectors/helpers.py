@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unity.sdk import Plugin, Sink
+from unity.sdk import Sink
+from unity.sdk.testing import collect as collect
 
 TESTDATA = Path(__file__).parent / "testdata"
 
 Key = tuple[str, frozenset[tuple[str, str]]]
-
-
-def collect(plugin: Plugin) -> Sink:
-    sink = Sink(plugin.declared())
-    plugin.collect(sink)
-    return sink
 
 
 def by_key(sink: Sink) -> dict[Key, float]:

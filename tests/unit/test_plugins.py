@@ -7,16 +7,11 @@ from unity.collectors.plugins.cpu import CpuPlugin
 from unity.collectors.plugins.memory import MemoryPlugin
 from unity.sdk import Metric, Plugin, Sink, UndeclaredMetricError
 from unity.sdk.discovery import discover
-
-
-def run(plugin: Plugin) -> Sink:
-    sink = Sink(plugin.declared())
-    plugin.collect(sink)
-    return sink
+from unity.sdk.testing import collect
 
 
 def test_cpu_on_the_live_host_obeys_invariants() -> None:
-    sink = run(CpuPlugin())
+    sink = collect(CpuPlugin())
     times = {s.labels["mode"]: s for s in sink.samples if s.name == "cpu_time_seconds"}
     assert {"user", "system", "idle"} <= set(times)
     assert all(s.kind == "counter" and s.unit == "seconds" and s.value >= 0 for s in times.values())
@@ -25,7 +20,7 @@ def test_cpu_on_the_live_host_obeys_invariants() -> None:
 
 
 def test_memory_on_the_live_host_obeys_invariants() -> None:
-    values = {s.name: s.value for s in run(MemoryPlugin()).samples}
+    values = {s.name: s.value for s in collect(MemoryPlugin()).samples}
     assert 0 < values["memory_available_bytes"] <= values["memory_total_bytes"]
     assert values["memory_used_bytes"] <= values["memory_total_bytes"]
     assert 0 <= values["memory_used_percent"] <= 100
@@ -35,7 +30,7 @@ def test_every_emitted_metric_is_declared_once() -> None:
     for cls in (CpuPlugin, MemoryPlugin):
         names = [m.name for m in cls.metrics]
         assert len(names) == len(set(names))
-        assert {s.name for s in run(cls()).samples} <= set(names)
+        assert {s.name for s in collect(cls()).samples} <= set(names)
 
 
 def test_undeclared_metric_is_an_error() -> None:
@@ -47,7 +42,7 @@ def test_undeclared_metric_is_an_error() -> None:
             sink.add("not_declared", 1)
 
     with pytest.raises(UndeclaredMetricError, match="not_declared"):
-        run(Sloppy())
+        collect(Sloppy())
 
 
 def test_builtins_are_discovered_by_entry_point() -> None:
