@@ -231,7 +231,7 @@ async def write(request: Request) -> Response:
     st = state_of(request)
     encoding = request.headers.get("content-encoding", "snappy").lower()
     if encoding != "snappy":
-        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}; use snappy")
+        raise ApiError(400, "unsupported_encoding", f"Content-Encoding {encoding!r}; use snappy")
     body = await request.body()
     await publish(st.js, st.settings, body, decode(body))
     return Response(status_code=204)
