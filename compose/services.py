@@ -64,7 +64,7 @@ async def _finish(task: asyncio.Task[None], worker: Ingest) -> None:
 
 def run_ingest_workers(settings: Settings, count: int) -> int:
     """``count`` worker processes on the same durable consumer, supervised by this one."""
-    from unity.ingest.workers import Workers
+    from unity.compose.workers import Workers
 
     return Workers(settings, count).run()
 

@@ -34,7 +34,7 @@ from unity.compose.embedded import (
 from unity.compose.remote import remote_url
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.sdk.connection import connect_nats
-from unity.sdk.settings import Endpoints, Secrets, Settings, endpoints
+from unity.sdk.settings import Endpoints, Secrets, Settings, endpoints, settings_env
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +78,6 @@ def data_lock(data_dir: Path) -> Iterator[None]:
         fh.close()
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as UNITY_* variables, so every child sees exactly what `up` resolved."""
-    env = {k: v for k, v in os.environ.items() if k != "UNITY_CONFIG"}
-    for field in settings.__struct_fields__:
-        value = getattr(settings, field)
-        text = ",".join(value) if isinstance(value, tuple) else str(value)
-        env[f"UNITY_{field.upper()}"] = text
-    env["UNITY_DATA_DIR"] = str(settings.data_path)
-    return env
-
-
 # A service up this long had a healthy run: its restart delay starts over from 2 s.
 HEALTHY_RUN_S = 60.0
 
@@ -112,7 +101,8 @@ class Service:
             log.warning("stopping %s (pid %d) left by an earlier run", self.name, stale.pid)
             stop_process(stale, signal.SIGTERM, 20, self.name)
         argv = [sys.executable, "-m", "unity.compose", self.name]
-        self.proc = spawn(argv, self.log_path, env=settings_env(self.settings))
+        env = {k: v for k, v in os.environ.items() if k != "UNITY_CONFIG"}
+        self.proc = spawn(argv, self.log_path, env=env | settings_env(self.settings))
         self.started_at = time.monotonic()
         self.pidfile.write(self.proc.pid)
 

@@ -153,6 +153,24 @@ def load_settings(
         raise SettingsError(f"invalid settings: {exc}") from exc
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as the ``UNITY_*`` variables that rebuild them in a child process:
+    ``load_settings(env=settings_env(s)) == s``. The one way settings reach children (`unity up`'s
+    services, `unity ingest --workers`): lists comma-joined, booleans ``true``/``false``, the
+    data folder absolute; ``UNITY_CONFIG`` is not passed (the values are already in)."""
+    env: dict[str, str] = {}
+    for key, value in msgspec.structs.asdict(settings).items():
+        if isinstance(value, tuple | list):
+            text = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"{ENV_PREFIX}{key.upper()}"] = text
+    env[f"{ENV_PREFIX}DATA_DIR"] = str(settings.data_path)
+    return env
+
+
 @dataclass(frozen=True, slots=True)
 class Secrets:
     """Credentials of the embedded servers, generated on first start, kept 0600 in the data dir."""

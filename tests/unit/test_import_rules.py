@@ -24,8 +24,6 @@ KNOWN = {
     # POST /replay runs ingest's pipeline in the API process (a replay request to the ingest
     # service would end it).
     ("api/replay.py", "ingest.replay"),
-    # The worker supervisor of `unity ingest --workers` belongs with the CLI that composes.
-    ("ingest/workers.py", "compose.embedded"),
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from unity.compose.stack import HEALTHY_RUN_S, Service
+from unity.compose.workers import Workers
 from unity.ingest.catalogue import Catalogue, SeriesKey
 from unity.ingest.copyformat import copy_data, copy_packed, pack_row, unpack_row, with_series
 from unity.ingest.decoder import Decoder, Work
@@ -26,9 +27,8 @@ from unity.ingest.streams import (
     replay_filters,
     stream_for,
 )
-from unity.ingest.workers import Workers, settings_env
 from unity.schemas import MetricBatch, Sample, encode, split_batch
-from unity.sdk.settings import load_settings
+from unity.sdk.settings import load_settings, settings_env
 
 
 def test_copy_data_is_postgres_binary_copy() -> None:
@@ -55,6 +55,7 @@ def test_copy_data_is_postgres_binary_copy() -> None:
 def test_worker_children_rebuild_the_same_settings_from_the_environment() -> None:
     settings = load_settings(
         env={},
+        data_dir="/srv/unity",  # children get the data folder absolute
         subject_root="tenant1",
         collect_plugins=["cpu", "memory"],
         ingest_fetch=123,

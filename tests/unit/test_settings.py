@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from unity.sdk.settings import Secrets, SettingsError, endpoints, load_settings, redact
+from unity.sdk.settings import (
+    Secrets,
+    SettingsError,
+    endpoints,
+    load_settings,
+    redact,
+    settings_env,
+)
 
 
 def test_defaults_then_file_then_env_then_overrides(tmp_path: Path) -> None:
@@ -57,3 +64,17 @@ def test_external_urls_are_redacted_for_display(tmp_path: Path) -> None:
     assert "db:5432" in shown and "cache:6379" in shown
     assert not (tmp_path / "secrets.json").exists()
     assert redact("nats://host:4222") == "nats://host:4222"
+
+
+def test_settings_reach_children_one_way_and_come_back_equal(tmp_path: Path) -> None:
+    settings = load_settings(
+        env={},
+        data_dir=str(tmp_path),
+        api_open_reads=True,
+        collect_plugins=["cpu", "disk"],
+        retention_raw_days=7.5,
+    )
+    env = settings_env(settings)
+    assert env["UNITY_API_OPEN_READS"] == "true" and env["UNITY_COLLECT_PLUGINS"] == "cpu,disk"
+    assert env["UNITY_DATA_DIR"] == str(tmp_path.resolve())
+    assert load_settings(env=env) == settings

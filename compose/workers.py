@@ -17,31 +17,14 @@ import time
 from pathlib import Path
 from types import FrameType
 
-import msgspec
-
 from unity.compose.embedded import spawn, stop_process
-from unity.sdk.settings import ENV_PREFIX, Settings
+from unity.sdk.settings import Settings, settings_env
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 90.0
 # A worker up this long had a healthy run: its restart delay starts over from 2 s.
 HEALTHY_RUN_S = 60.0
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as the ``UNITY_*`` variables that rebuild them in a child process."""
-    env: dict[str, str] = {}
-    for key, value in msgspec.structs.asdict(settings).items():
-        if isinstance(value, tuple | list):
-            text = ",".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        env[f"{ENV_PREFIX}{key.upper()}"] = text
-    env.pop(f"{ENV_PREFIX}CONFIG", None)
-    return env
 
 
 class Workers:
