@@ -25,6 +25,7 @@ Prints figures; asserts nothing (the machine is shared and noisy).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -134,98 +135,97 @@ def main() -> None:
     parser.add_argument("--screenshots", type=Path, help="save the overview and host page here")
     args = parser.parse_args()
 
-    servers_gen = start_servers()
-    servers = next(servers_gen)
-    try:
-        with Stack(servers) as stack, chromium() as driver:
-            now = time.time()
-            started = time.perf_counter()
-            for h in range(args.hosts - 1):
-                stack.call(stack.store(data.hour(now, f"bench-{h:02d}")), timeout=600)
-            day = [b for i in range(1441) for b in rich_at(now - (1440 - i) * 60, i)]
-            stack.call(stack.store(day), timeout=900)
-            stack.call(maintained(stack), timeout=600)
-            print(
-                f"loaded {args.hosts} hosts (one with a day of 16 panels) through JetStream and"
-                f" ingest, then maintained (partitions, 1m and 1h rollups, as `unity up` does),"
-                f" in {time.perf_counter() - started:.0f} s"
-            )
-            sign_in(driver, stack, "read")
+    with (
+        contextlib.contextmanager(start_servers)() as servers,
+        Stack(servers) as stack,
+        chromium() as driver,
+    ):
+        now = time.time()
+        started = time.perf_counter()
+        for h in range(args.hosts - 1):
+            stack.call(stack.store(data.hour(now, f"bench-{h:02d}")), timeout=600)
+        day = [b for i in range(1441) for b in rich_at(now - (1440 - i) * 60, i)]
+        stack.call(stack.store(day), timeout=900)
+        stack.call(maintained(stack), timeout=600)
+        print(
+            f"loaded {args.hosts} hosts (one with a day of 16 panels) through JetStream and"
+            f" ingest, then maintained (partitions, 1m and 1h rollups, as `unity up` does),"
+            f" in {time.perf_counter() - started:.0f} s"
+        )
+        sign_in(driver, stack, "read")
 
-            overview, base = [], []
-            api = "/api/v1"
-            calls = [
-                f"{api}/hosts?limit=1000",
-                f'{api}/latest?limit=1000&selector={{__name__=~"memory_used_percent|disk_used_percent|cpu_load1|system_load1|sensors_temperature_celsius|system_uptime_seconds"}}',
-                f'{api}/query?selector={{__name__=~"cpu_time_seconds|net_received_bytes|net_sent_bytes"}}&start=-1h&step=60&rate=true',
-                f"{api}/alerts?limit=1000",
-            ]
-            for _ in range(args.rounds):
-                driver.get(stack.url + "/")
-                ready(driver, "overview")
-                overview.append(ready_ms(driver))
-                base.append(fetch_ms(driver, calls))
-            each = [fetch_ms(driver, [call]) for call in calls]
-            rows = js(driver, "return document.querySelectorAll('tbody tr[data-host]').length")
-            if args.screenshots:
-                driver.save_screenshot(str(args.screenshots / "web-overview.png"))
-            print(f"overview, {rows} hosts, navigation to ready: {summary(overview)}")
-            print(f"  baseline, its 4 API calls fetched alone: {summary(base)}")
-            print(
-                "  each alone, once (ms): "
-                + ", ".join(
-                    f"{c.split('?')[0].rsplit('/', 1)[1]} {ms:.0f}"
-                    for c, ms in zip(calls, each, strict=True)
-                )
+        overview, base = [], []
+        api = "/api/v1"
+        calls = [
+            f"{api}/hosts?limit=1000",
+            f'{api}/latest?limit=1000&selector={{__name__=~"memory_used_percent|disk_used_percent|cpu_load1|system_load1|sensors_temperature_celsius|system_uptime_seconds"}}',
+            f'{api}/query?selector={{__name__=~"cpu_time_seconds|net_received_bytes|net_sent_bytes"}}&start=-1h&step=60&rate=true',
+            f"{api}/alerts?limit=1000",
+        ]
+        for _ in range(args.rounds):
+            driver.get(stack.url + "/")
+            ready(driver, "overview")
+            overview.append(ready_ms(driver))
+            base.append(fetch_ms(driver, calls))
+        each = [fetch_ms(driver, [call]) for call in calls]
+        rows = js(driver, "return document.querySelectorAll('tbody tr[data-host]').length")
+        if args.screenshots:
+            driver.save_screenshot(str(args.screenshots / "web-overview.png"))
+        print(f"overview, {rows} hosts, navigation to ready: {summary(overview)}")
+        print(f"  baseline, its 4 API calls fetched alone: {summary(base)}")
+        print(
+            "  each alone, once (ms): "
+            + ", ".join(
+                f"{c.split('?')[0].rsplit('/', 1)[1]} {ms:.0f}"
+                for c, ms in zip(calls, each, strict=True)
             )
+        )
 
-            page, alone, requests, charts = [], [], 0, 0
-            for _ in range(args.rounds):
-                driver.get(f"{stack.url}/hosts/{RICH}?range=24h")
-                ready(driver, "host")
-                page.append(ready_ms(driver))
-                requests = js(
-                    driver,
-                    "return performance.getEntriesByType('resource')"
-                    ".filter((e) => e.name.includes('/api/v1/')).length",
-                )
-                charts = js(driver, "return window.unity.charts.length")
-                query = js(
-                    driver,
-                    "return performance.getEntriesByType('resource')"
-                    ".find((e) => e.name.includes('/api/v1/query')).name",
-                )
-                alone.append(fetch_ms(driver, [query]))
-            if args.screenshots:
-                driver.save_screenshot(str(args.screenshots / "web-host.png"))
-            print(
-                f"host page over 24 h, {charts} charts, {requests} API requests"
-                f" (session + one query): {summary(page)}"
-            )
-            print(f"  baseline, its one /query fetched alone: {summary(alone)}")
-
-            driver.get(f"{stack.url}/hosts/{RICH}?range=1h&live=1")
+        page, alone, requests, charts = [], [], 0, 0
+        for _ in range(args.rounds):
+            driver.get(f"{stack.url}/hosts/{RICH}?range=24h")
             ready(driver, "host")
-            driver.execute_cdp_cmd("Performance.enable", {})
-            samples = [(0.0, heap(driver))]
-            t0 = time.time()
-            i = 2000
-            while time.time() - t0 < args.live_minutes * 60:
-                tick = time.time()
-                stack.call(stack.store(rich_at(tick, i)))
-                i += 1
-                if time.time() - t0 >= len(samples) * 30:
-                    samples.append((time.time() - t0, heap(driver)))
-                time.sleep(max(0.0, 1 - (time.time() - tick)))
-            samples.append((time.time() - t0, heap(driver)))
-            points = js(driver, "return window.unity.livePoints")
-            print(
-                f"live mode, {args.live_minutes:g} min, one collection a second, {points} chart"
-                " updates; JS heap after GC (MiB): "
-                + ", ".join(f"{t:.0f}s {mib:.2f}" for t, mib in samples)
+            page.append(ready_ms(driver))
+            requests = js(
+                driver,
+                "return performance.getEntriesByType('resource')"
+                ".filter((e) => e.name.includes('/api/v1/')).length",
             )
-    finally:
-        servers_gen.close()
+            charts = js(driver, "return window.unity.charts.length")
+            query = js(
+                driver,
+                "return performance.getEntriesByType('resource')"
+                ".find((e) => e.name.includes('/api/v1/query')).name",
+            )
+            alone.append(fetch_ms(driver, [query]))
+        if args.screenshots:
+            driver.save_screenshot(str(args.screenshots / "web-host.png"))
+        print(
+            f"host page over 24 h, {charts} charts, {requests} API requests"
+            f" (session + one query): {summary(page)}"
+        )
+        print(f"  baseline, its one /query fetched alone: {summary(alone)}")
+
+        driver.get(f"{stack.url}/hosts/{RICH}?range=1h&live=1")
+        ready(driver, "host")
+        driver.execute_cdp_cmd("Performance.enable", {})
+        samples = [(0.0, heap(driver))]
+        t0 = time.time()
+        i = 2000
+        while time.time() - t0 < args.live_minutes * 60:
+            tick = time.time()
+            stack.call(stack.store(rich_at(tick, i)))
+            i += 1
+            if time.time() - t0 >= len(samples) * 30:
+                samples.append((time.time() - t0, heap(driver)))
+            time.sleep(max(0.0, 1 - (time.time() - tick)))
+        samples.append((time.time() - t0, heap(driver)))
+        points = js(driver, "return window.unity.livePoints")
+        print(
+            f"live mode, {args.live_minutes:g} min, one collection a second, {points} chart"
+            " updates; JS heap after GC (MiB): "
+            + ", ".join(f"{t:.0f}s {mib:.2f}" for t, mib in samples)
+        )
 
 
 if __name__ == "__main__":

@@ -62,16 +62,13 @@ function cpuHistory(series) {
   return [times, times.map((t) => { const b = buckets.get(t); return b.total > 0 ? (100 * b.busy) / b.total : null; })];
 }
 
-/** The newest rate of a whole bucket: the query layer divides the current bucket's increase
- * by the full step, which understates it until the bucket is over. */
-function netLast(series, name, step) {
-  const now = Date.now() / 1000;
+/** The newest rate of a whole bucket: the query layer divides a bucket's increase by the full
+ * step, so the newest bucket reads low while it fills, or when the host stopped within it. */
+function netLast(series, name) {
   let sum = null;
   for (const s of series) {
     if (s.name !== name || s.labels.interface === "lo" || !s.points.length) continue;
-    const whole = s.points.filter(([t]) => t + step <= now);
-    const point = whole.length ? whole[whole.length - 1] : s.points[s.points.length - 1];
-    sum = (sum || 0) + point[1];
+    sum = (sum || 0) + s.points[Math.max(0, s.points.length - 2)][1];
   }
   return sum;
 }
@@ -131,8 +128,8 @@ export async function render(main) {
     [row.sparkX, row.sparkV] = cpuHistory(series.filter((s) => s.name === "cpu_time_seconds"));
     const known = row.sparkV.filter((v) => v !== null);
     row.cpu = known.length ? known[known.length - 1] : null;
-    row.netIn = netLast(series, "net_received_bytes", hour.step_s);
-    row.netOut = netLast(series, "net_sent_bytes", hour.step_s);
+    row.netIn = netLast(series, "net_received_bytes");
+    row.netOut = netLast(series, "net_sent_bytes");
   }
   for (const [host, n] of alerts) if (rows.has(host)) rows.get(host).alerts = n;
 
