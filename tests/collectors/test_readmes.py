@@ -30,7 +30,7 @@ BUILTINS: tuple[str, ...] = (
 # issue 19: disks, arrays, power and containers
 BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi", "btrfs", "kubernetes")
 BUILTINS += ("http", "tcp", "certificate", "postgres", "valkey", "sqlite", "dns", "ping", "wireguard", "vpn", "firewall", "mysql", "influxdb", "mongodb", "switch")  # issue 20
-BUILTINS += ("log", "auth")  # issue 21
+BUILTINS += ("log", "auth", "backup")  # issue 21
 
 
 def folder_of(name: str) -> Path:
