@@ -156,7 +156,7 @@ class PingPlugin(Plugin):
         kind, privileged = self.mode()
         c = self.config
         if kind == "socket" and importlib.util.find_spec("icmplib") is not None:
-            import icmplib
+            import icmplib  # type: ignore[import-untyped]
 
             try:
                 host = icmplib.ping(
