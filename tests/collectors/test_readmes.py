@@ -16,21 +16,9 @@ from unity.sdk.discovery import discover
 
 PLUGINS = Path(collectors.__file__).parent / "plugins"
 AGENT = Path(collectors.__file__).parent / "runtime" / "agent"
-BUILTINS: tuple[str, ...] = (
-    "cpu",
-    "memory",
-    "disk",
-    "diskio",
-    "net",
-    "system",
-    "processes",
-    "sensors",
-    "gpu",
-)
-# issue 19: disks, arrays, power and containers
-BUILTINS += ("smart", "raid", "ups", "docker", "systemd", "zfs", "ipmi", "btrfs", "kubernetes")
-BUILTINS += ("http", "tcp", "certificate", "postgres", "valkey", "sqlite", "dns", "ping", "wireguard", "vpn", "firewall", "mysql", "influxdb", "mongodb", "switch")  # issue 20
-BUILTINS += ("log", "auth", "backup")  # issue 21
+# Every folder of collectors/plugins/ is a built-in: adding one needs no list here
+# (test_plugin_folders checks that the entry points agree).
+BUILTINS = tuple(sorted(p.name for p in PLUGINS.iterdir() if (p / "__init__.py").is_file()))
 
 
 def folder_of(name: str) -> Path:
