@@ -50,6 +50,35 @@ def tuner(stack: Stack) -> int:
     return plugin_id
 
 
+@pytest.fixture(scope="module")
+def alerting(stack: Stack) -> int:
+    """A rule made through the API and one firing alert of it, stored as the evaluator
+    (`unity alerts`, not run here) stores one; returns the alert's id."""
+    rule = {
+        "name": "disk_full",
+        "expr": "disk_used_percent",
+        "op": ">",
+        "threshold": 30,
+        "severity": "critical",
+    }
+    headers = {"Authorization": f"Bearer {stack.tokens['admin']}"}
+    resp = httpx.post(f"{stack.url}/api/v1/alerts/rules", json=rule, headers=headers, timeout=20)
+    assert resp.status_code in (200, 201), resp.text
+
+    async def insert() -> int:
+        alert_id: int = await stack.pool.fetchval(
+            "INSERT INTO alerts (rule_id, state, value, started_at, labels, rule, fingerprint,"
+            " episode, severity, unit, message, fired_at)"
+            " SELECT id, 'firing', 40, now() - interval '5 minutes', $1::jsonb, name, 'fp-web',"
+            " 1, 'critical', 'percent', 'disk / is 40 % full', now() FROM alert_rules"
+            " WHERE name = 'disk_full' RETURNING id",
+            f'{{"host": "{data.HOST}", "mount": "/"}}',
+        )
+        return alert_id
+
+    return stack.call(insert())
+
+
 def _drawn(browser: webdriver.Chrome, title: str, rgb: tuple[int, int, int]) -> int:
     """How many pixels of the chart's canvas have about the colour of its first line."""
     count: int = browser.execute_script(
@@ -211,7 +240,7 @@ def test_live_mode_appends_points_from_the_stream(stack: Stack, browser: webdriv
 
 
 def test_read_token_sees_no_admin_controls(
-    stack: Stack, browser: webdriver.Chrome, tuner: int
+    stack: Stack, browser: webdriver.Chrome, tuner: int, alerting: int
 ) -> None:
     sign_in(browser, stack, "read")
     assert browser.find_element(By.ID, "who").text.endswith("(read)")
@@ -227,6 +256,7 @@ def test_read_token_sees_no_admin_controls(
     shoot(browser, "plugins-read")
     browser.find_element(By.LINK_TEXT, "Alerts").click()
     ready(browser, "alerts")
+    assert browser.find_element(By.CSS_SELECTOR, '#active tr[data-state="firing"]')
     assert browser.find_elements(By.CSS_SELECTOR, ".admin") == []
 
 
@@ -300,11 +330,35 @@ def test_explore_charts_a_selector(stack: Stack, browser: webdriver.Chrome) -> N
     shoot(browser, "explore")
 
 
-def test_alerts_page_and_sign_out(stack: Stack, browser: webdriver.Chrome) -> None:
+def test_alerts_page_ack_silence_and_sign_out(
+    stack: Stack, browser: webdriver.Chrome, alerting: int
+) -> None:
     sign_in(browser, stack, "admin")
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-host="{data.HOST}"]')
+    assert row.find_element(By.CSS_SELECTOR, '[data-k="alerts"]').text == "1"
     browser.find_element(By.LINK_TEXT, "Alerts").click()
     ready(browser, "alerts")
+    firing = browser.find_element(By.CSS_SELECTOR, '#active tr[data-state="firing"]')
+    assert "disk_full" in firing.text and "40 %" in firing.text and "critical" in firing.text
+    firing.find_element(By.XPATH, ".//button[text()='Ack']").click()
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_element(
+            By.CSS_SELECTOR, '#active tr[data-state="firing"] td:last-child'
+        ).text.startswith("acked"),
+        "the alert was not shown as acked",
+    )
+    acked_by = stack.call(
+        stack.pool.fetchval("SELECT acked_by FROM alerts WHERE id = $1", alerting)
+    )
+    assert acked_by == "web-admin"  # the session acts as its token
+
+    form = browser.find_element(By.CSS_SELECTOR, "#silences form")
+    form.find_element(By.NAME, "matchers").send_keys(f'{{host="{data.HOST}"}}')
+    form.find_element(By.NAME, "comment").send_keys("disk swap tonight")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert "disk swap tonight" in text(browser, "#silences tbody tr")
     shoot(browser, "alerts")
+
     browser.find_element(By.ID, "signout").click()
     ready(browser, "signin")
     assert browser.get_cookie("unity_session") is None
