@@ -130,6 +130,15 @@ CORPUS = [
 ]
 # Only instant queries can answer a range vector.
 INSTANT_ONLY = ["node_load1[2m]", 'net_bytes_total{host="beta"}[1m] offset 3m']
+# Refused by both, with the same status and errorType: bad syntax or types, a range vector as
+# a range query's answer, and a vector match that is many-to-many.
+REFUSED = [
+    ("query", "sum(rate(node_load1))"),
+    ("query", "node_load1 +"),
+    ("query_range", "node_load1[5m]"),
+    ("query", "node_load1 + on(host) temp_celsius"),
+    ("query_range", "temp_celsius - on(host) group_left node_load1 * on(host) temp_celsius"),
+]
 
 
 async def test_corpus_matches_prometheus(env: Env) -> None:
@@ -197,6 +206,18 @@ async def test_corpus_matches_prometheus(env: Env) -> None:
                         ]
                 if found:
                     report[query] = found
+            for path, query in REFUSED:
+                params = {"query": query, "time": end / 1000, "start": start / 1000}
+                params |= {"end": end / 1000, "step": "60"}
+                mine = await api.client.get(
+                    f"/prometheus/api/v1/{path}", params=params, headers=read
+                )
+                real_answer = await real.get(f"/api/v1/{path}", params=params)
+                assert real_answer.status_code >= 400, (query, real_answer.text)
+                ours_kind = (mine.status_code, mine.json().get("errorType"))
+                theirs_kind = (real_answer.status_code, real_answer.json().get("errorType"))
+                if ours_kind != theirs_kind:
+                    report[query] = [f"refusal: unity {mine.text} / prometheus {real_answer.text}"]
     # An empty answer on both sides would compare equal: every query must have had points.
     empty = [q for q in CORPUS + INSTANT_ONLY if not compared.get(q)]
     assert not empty, f"queries without any point to compare: {empty}"
