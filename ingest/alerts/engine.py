@@ -120,12 +120,16 @@ class Engine:
         self.evaluations = 0
         self.set_rules(rules)
 
-    def set_rules(self, rules: Iterable[LoadedRule]) -> None:
-        """Replace the rules; alerts of removed or changed rules are dropped (a changed rule's
-        alerts start again from its new definition)."""
+    def set_rules(self, rules: Iterable[LoadedRule], now: float = 0.0) -> list[AlertChange]:
+        """Replace the rules. Alerts of a changed or switched-off rule end: those pending or
+        firing resolve (a changed rule's alerts start again from its new definition)."""
         new = {r.name: r for r in rules if r.rule.enabled}
-        for key in [k for k, a in self.alerts.items() if new.get(k[0]) != a.rule]:
-            del self.alerts[key]
+        ended: list[AlertChange] = []
+        for key, alert in list(self.alerts.items()):
+            if new.get(key[0]) != alert.rule:
+                if alert.state is not None:
+                    ended.append(self._change(alert, "resolved", now or alert.since))
+                del self.alerts[key]
         self.rules = new
         self._by_name, self._unnamed = {}, []
         self._absence, self._health, self._event = [], [], []
@@ -147,6 +151,7 @@ class Engine:
                     self._by_name.setdefault(name, {}).setdefault(host, []).append(r)
                 if r.parsed.divisor:
                     self._divisors.add(r.parsed.divisor)
+        return ended
 
     def restore(self, states: Iterable[Restored]) -> None:
         for s in states:

@@ -29,6 +29,9 @@ _CAPTURE = threading.Lock()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     importlib.import_module("apprise.utils.pgp")
+# Apprise's own log lines may name a channel's URL: they go only to the capture below, whose
+# text is scrubbed before it is stored or logged.
+logging.getLogger("apprise").propagate = False
 _PIECES = re.compile(r"[^:/@?&=#]{4,}")
 MAX_REASON = 500
 
@@ -54,7 +57,7 @@ def send(url: str, title: str, body: str, severity: RuleSeverity, state: AlertSt
     if not notifier.add(url):
         return "the channel URL is not one Apprise can use"
     kind = apprise.NotifyType.SUCCESS if state == "resolved" else _TYPES[severity]
-    with _CAPTURE, apprise.LogCapture(level=logging.WARNING) as logs:  # type: ignore[no-untyped-call]
+    with _CAPTURE, apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as logs:  # type: ignore[no-untyped-call]
         try:
             ok = notifier.notify(body=body, title=title, notify_type=kind)
         except Exception as exc:  # a plugin's bug must not end the sender

@@ -46,6 +46,7 @@ from unity.sdk.settings import Endpoints, Settings
 log = logging.getLogger(__name__)
 
 NOTIFY_DURABLE = "alerts-notify"
+NOTIFY_ACK_WAIT_S = 5.0
 PLUGIN = "unity-alerts"
 FETCH = 500
 FETCH_WAIT_S = 1.0
@@ -57,12 +58,14 @@ _change_decoder = msgspec.json.Decoder(AlertChange)
 _change_encoder = msgspec.json.Encoder()
 
 
-def consumer(name: str, filters: list[str], deliver: DeliverPolicy) -> ConsumerConfig:
+def consumer(
+    name: str, filters: list[str], deliver: DeliverPolicy, ack_wait: float = 60.0
+) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=name,
         deliver_policy=deliver,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=60.0,
+        ack_wait=ack_wait,
         max_ack_pending=100_000,
         max_deliver=-1,
         filter_subjects=filters,
@@ -97,6 +100,7 @@ class Evaluator:
         self._wake = asyncio.Event()
         self._caught_up = {"metrics": False, "events": False}
         self._rules_version: tuple[int, datetime | None] | None = None
+        self._rule_ids: dict[str, int] = {}
         self._publish_lock = asyncio.Lock()
         self.changes = 0
         self.skipped = 0
@@ -124,7 +128,9 @@ class Evaluator:
         )
         await self._js.add_consumer(
             subjects.events_stream,
-            consumer(NOTIFY_DURABLE, [f"{root}.alerts.>"], DeliverPolicy.NEW),
+            # Recording a change takes milliseconds: a change held by an evaluator that died
+            # goes to another within NOTIFY_ACK_WAIT_S.
+            consumer(NOTIFY_DURABLE, [f"{root}.alerts.>"], DeliverPolicy.NEW, NOTIFY_ACK_WAIT_S),
         )
         self._pool = await pg_pool(self.ep, max_size=6)
         self._outbox = Outbox(
@@ -259,15 +265,19 @@ class Evaluator:
         assert self._pool is not None
         version = await store.rules_version(self._pool)
         if version != self._rules_version:
-            self.engine.set_rules(await store.load_rules(self._pool))
+            loaded = await store.load_rules(self._pool)
+            self._rule_ids = {r.name: r.id for r in loaded}
+            ended = self.engine.set_rules(loaded, self.clock())
             self._rules_version = version
+            await self._emit(ended)
             log.info("%d alert rules enabled", len(self.engine.rules))
 
     async def _emit(self, changes: list[AlertChange]) -> None:
         if not changes:
             return
         assert self._pool is not None and self._js is not None
-        ids = {name: r.id for name, r in self.engine.rules.items()}
+        # Changes of a rule deleted meanwhile have no row to belong to.
+        ids = self._rule_ids
         changes = [c for c in changes if c.rule in ids]
         await store.save_states(self._pool, changes, ids)
         async with self._publish_lock:

@@ -189,15 +189,23 @@ async def _quiet(
     if change.state == "pending":
         return "pending"
     if change.state == "resolved":
-        fired = await conn.fetchval(
-            "SELECT 1 FROM alert_history WHERE rule = $1 AND fingerprint = $2 AND episode = $3"
-            " AND state = 'firing' AND suppressed IS NULL LIMIT 1",
-            change.rule,
-            change.fingerprint,
-            change.episode,
+        key = (change.rule, change.fingerprint, change.episode)
+        firing = await conn.fetchrow(
+            "SELECT suppressed FROM alert_history WHERE rule = $1 AND fingerprint = $2"
+            " AND episode = $3 AND state = 'firing' AND repeat = 0",
+            *key,
         )
-        if fired is None:
-            return "never notified firing"
+        if firing is None:
+            # Its firing may still be on its way (held by an evaluator that died): the alert's
+            # own row says whether it fired.
+            fired = await conn.fetchval(
+                "SELECT fired_at FROM alerts WHERE rule = $1 AND fingerprint = $2 AND episode = $3",
+                *key,
+            )
+            if fired is None:
+                return "never fired"
+        elif firing["suppressed"] is not None:
+            return "its firing was not notified"
     if change.repeat:
         acked = await conn.fetchval(
             "SELECT acked_at FROM alerts WHERE rule = $1 AND fingerprint = $2 AND episode = $3",

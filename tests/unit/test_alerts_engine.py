@@ -191,3 +191,16 @@ def test_two_engines_compute_the_same_ids_and_a_restored_one_continues_the_episo
     assert restarted.on_batch(batch(T0 + 30, 96), T0 + 30, T0 + 30) == []
     fired = restarted.tick(T0 + 60)
     assert [c.id for c in fired] == [first[1].id]
+
+
+def test_a_changed_or_switched_off_rule_resolves_its_alerts() -> None:
+    engine = Engine([loaded(**MEMORY)])
+    engine.on_batch(batch(T0, 95), T0, T0)
+    assert engine.set_rules([loaded(**MEMORY)], T0 + 1) == []  # unchanged: kept
+    tuned = engine.set_rules([loaded(**{**MEMORY, "threshold": 99.0})], T0 + 2)
+    assert states(tuned) == ["resolved"] and tuned[0].ts == T0 + 2
+    # Under the new threshold 95 does not fire again.
+    assert engine.on_batch(batch(T0 + 3, 95), T0 + 3, T0 + 3) == []
+    engine.on_batch(batch(T0 + 4, 99.5), T0 + 4, T0 + 4)
+    off = engine.set_rules([loaded(**{**MEMORY, "threshold": 99.0, "enabled": False})], T0 + 5)
+    assert states(off) == ["resolved"] and engine.rules == {}
