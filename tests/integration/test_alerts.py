@@ -7,6 +7,8 @@ import asyncio
 import time
 
 import msgspec
+import pytest
+from apprise.plugins.discord import NotifyDiscord
 
 from tests.conftest import Env
 from tests.helpers import wait_for
@@ -317,4 +319,33 @@ async def test_reminders_stop_once_acknowledged_and_own_metrics_reach_the_stream
     assert titles == {"[CRITICAL] memory_high firing on nas"}
     reported = await own.next_msg(timeout=10)
     assert b"alerts_evaluations_total" in reported.data
+    await nc.close()
+
+
+async def test_a_discord_channel_posts_discords_webhook_body(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apprise's Discord plugin only talks to discord.com: its base URL is pointed at a local
+    Discord-shaped receiver, which answers 204 as Discord does."""
+    nc, js = await streams_ready(env)
+    await add_rules(env, MEMORY)
+    async with receiver(status=204) as discord:
+        monkeypatch.setattr(
+            NotifyDiscord, "notify_url", f"http://127.0.0.1:{discord.port}/api/webhooks"
+        )
+        await add_channel(env, "discord", "discord://1234567890/hook-token-abc")
+        async with running_evaluator(env):
+            await publish(js, env, "nas", memory(96.0))
+
+            async def posted() -> bool:
+                return len(discord.requests) == 1
+
+            await wait_for(posted, 30)
+    request = discord.requests[0]
+    assert request.path.startswith("/api/webhooks/1234567890/hook-token-abc")
+    body = request.json()
+    shown = str(body)
+    assert "memory_high firing on nas" in shown and "nas: memory at 96%" in shown
+    sent = await rows(env, "SELECT status FROM alert_deliveries")
+    assert [r["status"] for r in sent] == ["sent"]
     await nc.close()
