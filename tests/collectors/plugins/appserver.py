@@ -1,5 +1,7 @@
 """A local HTTP(S) server for the home-app plugins: routes answer recorded JSON, each request
-is kept (method, path with query, headers, body) so a test can check what was sent."""
+is kept (method, path with query, headers, body) so a test can check what was sent.
+
+A route is looked up as "METHOD /path?query", "/path?query", "METHOD /path", then "/path"."""
 
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         request = Request(self.command, self.path, dict(self.headers), self.rfile.read(length))
         app.seen.append(request)
-        route = app.routes.get(f"{self.command} {self.path}", app.routes.get(self.path))
+        bare = self.path.split("?")[0]
+        keys = (f"{self.command} {self.path}", self.path, f"{self.command} {bare}", bare)
+        route = next((app.routes[k] for k in keys if k in app.routes), None)
         if route is None:
             reply: Reply = (404, {"error": "not found"})
         elif callable(route):
