@@ -38,7 +38,7 @@ from unity.api.kv import ConfigBucket
 from unity.api.limits import BodyLimit
 from unity.api.metrics import ApiMetrics
 from unity.api.openapi import document
-from unity.api.operation import Operation, to_route
+from unity.api.operation import Operation, to_routes
 from unity.api.state import AppState
 from unity.api.web import pages, session
 from unity.sdk.connection import connect_nats, pg_pool, valkey_client
@@ -115,7 +115,7 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)
 
-    api: list[BaseRoute] = [to_route(op) for op in (front, *OPERATIONS)]
+    api: list[BaseRoute] = [*to_routes((front, *OPERATIONS))]
     api += [
         Route("/openapi.json", openapi),
         Route("/docs", reference.page),
@@ -125,7 +125,7 @@ def create_app(settings: Settings, ep: Endpoints) -> Starlette:
         routes=[
             Mount(PREFIX, routes=api),
             Mount("/prometheus", routes=prometheus.routes()),
-            *(to_route(op) for op in ROOT_OPERATIONS),
+            *to_routes(ROOT_OPERATIONS),
             *pages.routes(),
         ],
         lifespan=lifespan,

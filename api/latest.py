@@ -13,7 +13,7 @@ from valkey.exceptions import NoScriptError, ValkeyError
 
 from unity.api import selectors
 from unity.api.operation import Operation, Param
-from unity.api.params import Page, parse_page
+from unity.api.params import MAX_OFFSET, Page, parse_page
 from unity.api.responses import MsgspecResponse
 from unity.api.rows import from_row
 from unity.api.state import AppState, state_of
@@ -28,7 +28,7 @@ LEGACY = (
 )
 PAGE = (
     Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    Param("offset", "query", {"type": "integer", "minimum": 0}),
+    Param("offset", "query", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
 )
 
 

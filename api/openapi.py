@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from unity.api.operation import Operation
+from unity.api.operation import INT64_MAX, Operation, Param
 from unity.schemas.api import ErrorBody
 
 REF = "#/components/schemas/{name}"
@@ -26,6 +26,13 @@ _ERRORS = {
 
 def _content(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {media_type: {"schema": schema}}
+
+
+def _stated(p: Param) -> dict[str, Any]:
+    """A parameter's schema with the limits every path id has (bigint keys)."""
+    if p.where == "path" and p.schema.get("type") == "integer":
+        return {"maximum": INT64_MAX} | p.schema
+    return p.schema
 
 
 def document(operations: Sequence[tuple[str, Operation]], version: str) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def document(operations: Sequence[tuple[str, Operation]], version: str) -> dict[
                     "in": p.where,
                     "required": p.required or p.where == "path",
                     "description": p.description,
-                    "schema": p.schema,
+                    "schema": _stated(p),
                 }
                 for p in op.params
             ],

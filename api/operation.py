@@ -7,7 +7,7 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -106,6 +106,27 @@ class Operation:
 
 
 def to_route(op: Operation) -> Route:
+    return Route(op.path, _endpoint(op), methods=[op.method], name=f"{op.method} {op.template}")
+
+
+def to_routes(ops: Iterable[Operation]) -> list[Route]:
+    """One route per path with every method it has: a 405 then names them all in ``Allow``
+    (a route per operation answered OPTIONS /plugins with ``GET, HEAD`` though POST exists)."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for op in ops:
+        by_path.setdefault(op.path, {})[op.method] = _endpoint(op)
+    routes = []
+    for path, endpoints in by_path.items():
+
+        async def endpoint(request: Request, endpoints: dict[str, Handler] = endpoints) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await endpoints[method](request)
+
+        routes.append(Route(path, endpoint, methods=list(endpoints), name=path))
+    return routes
+
+
+def _endpoint(op: Operation) -> Handler:
     template = op.template
 
     async def endpoint(request: Request) -> Response:
@@ -116,6 +137,7 @@ def to_route(op: Operation) -> Route:
             try:
                 if op.scope is not None:
                     await st.auth.check(request, op.scope)
+                _ids_in_range(request)
                 response = await op.handler(request)
             except ApiError as exc:
                 response = api_error_response(exc)
@@ -133,7 +155,7 @@ def to_route(op: Operation) -> Route:
         finally:
             st.metrics.observe(op.method, template, status, time.perf_counter() - started)
 
-    return Route(op.path, endpoint, methods=[op.method], name=f"{op.method} {template}")
+    return endpoint
 
 
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}
@@ -152,6 +174,17 @@ async def read_body(request: Request, type_: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_body", f"the body is not JSON: {exc}") from None
     return value
+
+
+# Path ids are PostgreSQL bigints; the document says so (openapi.py) and a larger one names
+# nothing, rather than being a value PostgreSQL refuses (400).
+INT64_MAX = 2**63 - 1
+
+
+def _ids_in_range(request: Request) -> None:
+    for name, value in request.path_params.items():
+        if isinstance(value, int) and value > INT64_MAX:
+            raise ApiError(404, "not_found", f"{name} {value} is beyond any stored id")
 
 
 def path_int(request: Request, name: str) -> int:

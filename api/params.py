@@ -29,6 +29,7 @@ TIME_SCHEMA: dict[str, Any] = {
         {"pattern": _NUMBER},
         {"pattern": r"^-\d+(\.\d+)?[smhdw]$"},
         {"const": "now"},
+        {"const": ""},  # empty: the parameter's default, as when it is left out
     ],
 }
 
@@ -118,6 +119,7 @@ def parse_duration(name: str, raw: str | None, default: float) -> float:
 
 
 MAX_PAGE = 1000
+MAX_OFFSET = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,5 +134,5 @@ class Page:
 
 def parse_page(q: Mapping[str, str], default_limit: int = 100) -> Page:
     limit = parse_int("limit", q.get("limit"), default_limit, 1, MAX_PAGE)
-    offset = parse_int("offset", q.get("offset"), 0, 0, 10_000_000)
+    offset = parse_int("offset", q.get("offset"), 0, 0, MAX_OFFSET)
     return Page(limit, offset)

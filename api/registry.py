@@ -19,7 +19,7 @@ from unity.api.builtins import builtin_ids
 from unity.api.config_schema import check_config, check_schema
 from unity.api.errors import ApiError
 from unity.api.latest import PAGE
-from unity.api.operation import Operation, Param, read_body
+from unity.api.operation import INT64_MAX, Operation, Param, read_body
 from unity.api.params import TIME_FORMATS, TIME_SCHEMA, parse_bool, parse_page, parse_time
 from unity.api.responses import MsgspecResponse
 from unity.api.rows import from_row
@@ -67,8 +67,11 @@ async def resolve(request: Request, db: asyncpg.Connection | asyncpg.Pool) -> in
     """The registry key of the entry the path names: by the plugin's id (narrowed by ``host``
     and ``instance`` where it runs on several) or by the numeric key itself."""
     ref: str = request.path_params["id"]
-    if ref.isdigit():
-        return int(ref)
+    if ref.isascii() and ref.isdigit():
+        number = int(ref)
+        if number > INT64_MAX:  # a bigint key: larger names nothing
+            raise ApiError(404, "not_found", f"no plugin {ref} in the registry")
+        return number
     q = request.query_params
     rows = await db.fetch(
         "SELECT id, host, instance FROM plugins WHERE plugin = $1"

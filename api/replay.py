@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -28,11 +28,15 @@ log = logging.getLogger(__name__)
 MAX_RUNS_KEPT = 100
 
 
+# msgspec describes a datetime as a plain string; the server reads RFC 3339.
+DATE_TIME = msgspec.Meta(extra_json_schema={"format": "date-time"})
+
+
 class ReplayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What to replay: ``[since, until]`` (until defaults to now), optionally one subject filter."""
 
-    since: datetime
-    until: datetime | None = None
+    since: Annotated[datetime, DATE_TIME]
+    until: Annotated[datetime, DATE_TIME] | None = None
     subject: str | None = None
 
 

@@ -7,7 +7,7 @@ forbid unknown fields (a typo is an error, not a silent no-op); responses may gr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -179,6 +179,11 @@ class PluginList(msgspec.Struct, frozen=True):
     next_offset: int | None = None
 
 
+# The collection intervals the registry accepts, stated in the schema (the registry checks them
+# itself, with its own error code).
+IntervalS = Annotated[float, msgspec.Meta(extra_json_schema={"minimum": 0.05, "maximum": 86400})]
+
+
 class PluginRegistration(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Body of ``POST /plugins``: an external plugin announcing itself.
 
@@ -201,7 +206,7 @@ class PluginRegistration(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     metrics: list[MetricInfo] = []
     config_schema: dict[str, Any] = {}
     config: dict[str, Any] | None = None
-    interval_s: float | None = None
+    interval_s: IntervalS | None = None
     enabled: bool = True
 
 
@@ -213,7 +218,7 @@ class PluginPatch(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknow
     category: str | UnsetType = UNSET
     tags: list[str] | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
-    interval_s: float | UnsetType | None = UNSET
+    interval_s: IntervalS | UnsetType | None = UNSET
     config_schema: dict[str, Any] | UnsetType = UNSET
 
 

@@ -66,6 +66,69 @@ async def test_document_lists_every_route_with_schemas(api: Api) -> None:
             assert {"format": "date-time"} in params[name]["anyOf"], (path, name)
 
 
+async def test_the_document_states_the_limits_the_server_enforces(api: Api) -> None:
+    """Every numeric limit in the document holds at its edges, an empty time is the default,
+    and a 405 names every method of the path; drift between the two fails here."""
+    doc = (await api.client.get("/api/v1/openapi.json")).json()
+    checked = []
+    for path, ops in doc["paths"].items():
+        if not path.startswith("/api/v1") or path in UNFUZZABLE:
+            continue
+        url = path.removeprefix("/api/v1")
+        # OPTIONS is no operation: the answer names every method the path has.
+        allowed = await api.send("OPTIONS", re.sub(r"\{\w+\}", "1", url), "admin")
+        methods = {m.strip() for m in allowed.headers.get("allow", "").split(",")}
+        assert allowed.status_code == 405 and methods >= {m.upper() for m in ops}, (path, methods)
+        get = ops.get("get")
+        if get is None:
+            continue
+        params = {p["name"]: p for p in get["parameters"]}
+        base = {"selector": "x"} if "selector" in params else {}
+        for name, param in params.items():
+            schema, where = param["schema"], param["in"]
+            for edge in ("minimum", "maximum"):
+                if edge not in schema:
+                    continue
+                value = schema[edge]
+                answer = await _call(api, url, params, base, name, value)
+                assert answer.status_code not in (400, 422), (path, name, value, answer.text)
+                checked.append(f"{path} {name}={value}")
+                if edge == "maximum" and schema.get("type") == "integer":
+                    beyond = await _call(api, url, params, base, name, value + 1)
+                    refused = (404,) if where == "path" else (400, 422)
+                    assert beyond.status_code in refused, (path, name, beyond.text)
+            if where == "query" and _is_time(schema):
+                answer = await _call(api, url, params, base, name, "")
+                assert answer.status_code not in (400, 422), (path, name, answer.text)
+                checked.append(f"{path} {name}=")
+    assert any("offset=10000000" in c for c in checked), checked
+    assert any("start=" in c for c in checked), checked
+    # Bodies: the registration's interval limits are the registry's.
+    schemas = doc["components"]["schemas"]
+    interval = schemas["PluginRegistration"]["properties"]["interval_s"]["anyOf"][0]
+    assert (interval["minimum"], interval["maximum"]) == (0.05, 86400)
+    for value, status in ((0.05, 201), (86400, 200), (86400.5, 422), (0.01, 422)):
+        body = {"host": "h", "plugin": "limits", "interval_s": value}
+        answer = await api.send("POST", "/plugins", "write", json=body)
+        assert answer.status_code == status, (value, answer.text)
+    replay = schemas["ReplayRequest"]["properties"]["since"]
+    assert replay["format"] == "date-time"
+
+
+async def _call(
+    api: Api, url: str, params: dict[str, Any], base: dict[str, str], name: str, value: object
+) -> Any:
+    path = {n: "1" for n, p in params.items() if p["in"] == "path"}
+    query = dict(base)
+    if params[name]["in"] == "path":
+        path[name] = str(value)
+    else:
+        query[name] = str(value)
+    for key, shown in path.items():
+        url = url.replace(f"{{{key}}}", shown)
+    return await api.get(url, "admin", params=query)
+
+
 async def test_reference_page_needs_no_network(api: Api) -> None:
     page = await api.client.get("/api/v1/docs")
     assert page.status_code == 200 and "SwaggerUIBundle" in page.text
