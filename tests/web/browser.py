@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -29,7 +30,9 @@ def text(driver: webdriver.Chrome, css: str, within: float = WAIT_S) -> str:
         elements = d.find_elements(By.CSS_SELECTOR, css)
         return elements[0].text.strip() if elements else ""
 
-    value: str = WebDriverWait(driver, within).until(found, f"no text in {css}")
+    value: str = WebDriverWait(
+        driver, within, ignored_exceptions=[StaleElementReferenceException]
+    ).until(found, f"no text in {css}")
     return value
 
 
