@@ -20,6 +20,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from tests.web import data
 from tests.web.browser import WAIT_S, chart, console, ready, shoot, sign_in, text
 from tests.web.stack import Stack
+from unity.schemas import MetricBatch, Sample
 
 SCHEMA = {
     "type": "object",
@@ -240,6 +241,22 @@ def test_live_mode_appends_points_from_the_stream(stack: Stack, browser: webdriv
     latest = net["data"][1 + net["labels"].index("in")][-1]
     assert latest == pytest.approx(data.RX, rel=0.01)
     shoot(browser, "host-live")
+
+    # The overview follows the stream too: a new memory reading replaces the cell's value.
+    browser.find_element(By.LINK_TEXT, "Overview").click()
+    ready(browser, "overview")
+    cell = f'tr[data-host="{data.HOST}"] [data-k="mem"]'
+    assert browser.find_element(By.CSS_SELECTOR, cell).text != "77 %"
+    reading = Sample("memory_used_percent", 77.0, unit="percent")
+    for k in range(30):
+        batch = MetricBatch(
+            host=data.HOST, plugin="memory", ts=time.time(), seq=200_000 + k, samples=[reading]
+        )
+        stack.call(stack.store([batch]))
+        time.sleep(1)
+        if browser.find_element(By.CSS_SELECTOR, cell).text == "77 %":
+            break
+    assert browser.find_element(By.CSS_SELECTOR, cell).text == "77 %"
 
 
 def test_read_token_sees_no_admin_controls(
