@@ -462,6 +462,16 @@ class PostgresServer(EmbeddedServer):
 
     def _find_home(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.os_user() is not None:
+            for home in orphaned_homes(self.shared_home):
+                log.warning(
+                    "%s holds the PostgreSQL cluster of %s, which no longer exists; if that data "
+                    "folder is gone for good (not on a disk that is not mounted), delete it: "
+                    "rm -rf %s",
+                    home,
+                    (home / "data_dir").read_text().strip(),
+                    home,
+                )
         if self.link.is_symlink():
             # Placed under shared_home on the first start (see _relocate).
             home = Path(os.readlink(self.link)).parent
@@ -677,6 +687,22 @@ def state_elsewhere(data_dir: Path) -> list[Path]:
     except OSError:
         return []
     return [home] if Path(owner) == data_dir else []
+
+
+def orphaned_homes(base: Path) -> list[Path]:
+    """Cluster homes under ``base`` whose data dir was deleted without `unity down --purge`.
+
+    Only reported, never deleted: a data dir on a disk that is not mounted looks the same.
+    """
+    found: list[Path] = []
+    for home in sorted(base.glob("postgres-*")):
+        try:
+            owner = Path((home / "data_dir").read_text().strip())
+        except OSError:
+            continue
+        if not owner.exists():
+            found.append(home)
+    return found
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from unity.compose.embedded import free_port
+from unity.compose.embedded import free_port, orphaned_homes
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="PostgreSQL's placement for a root `unity up` needs root"
@@ -122,6 +122,18 @@ def test_root_with_venv_and_clone_under_a_closed_home_starts_postgres(base: Path
     home = Path(placed["pgdata"]).parent
     assert f"deleted {home}" in purged.stdout and f"deleted {data}" in purged.stdout
     assert not data.exists() and not home.exists() and not shared.exists()
+
+
+def test_a_cluster_whose_data_dir_was_deleted_by_hand_is_reported(base: Path) -> None:
+    shared = base / "var-lib-unity"
+    gone = shared / "postgres-abcd1234"
+    gone.mkdir(parents=True)
+    (gone / "data_dir").write_text(f"{base / 'deleted' / '.unity'}\n")
+    kept = shared / "postgres-efgh5678"
+    kept.mkdir()
+    (kept / "data_dir").write_text(f"{base}\n")
+    assert orphaned_homes(shared) == [gone]
+    assert gone.exists(), "reported, never deleted"
 
 
 def test_root_with_a_world_readable_clone_keeps_postgres_in_the_data_dir(base: Path) -> None:
