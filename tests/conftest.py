@@ -17,6 +17,13 @@ from tests.servers import (
 from unity.sdk.settings import Endpoints, Settings
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use the session's real servers: ``-m "not servers"`` runs the rest."""
+    for item in items:
+        if "servers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.servers)
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[TestServers]:
     yield from start_servers()
