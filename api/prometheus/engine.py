@@ -13,7 +13,7 @@ import asyncpg
 import numpy as np
 import promql_parser as pp
 
-from unity.api.prometheus import functions, operators, storage
+from unity.api.prometheus import functions, operators, rollups, storage
 from unity.api.prometheus.labels import NAME, Matcher
 from unity.api.prometheus.storage import Raw, Times
 from unity.api.prometheus.values import PromQLError, Scalar, Series, String, Value, Vector, merged
@@ -165,6 +165,12 @@ class Engine:
             vs = args[0].vector_selector
             ref = self.times - _ms(vs.offset)
             range_ms = _ms(args[0].range)
+            width = rollups.width_for(name, ref, range_ms)
+            if width is not None:
+                found = await rollups.over_time(
+                    self.conn, name, selector_matchers(vs), ref, range_ms, width
+                )
+                return merged(found)
             raws = await storage.samples(self.conn, selector_matchers(vs), ref, range_ms)
             return merged(functions.over_range(name, raws, ref, range_ms, q))
         if name in INSTANT_FUNCTIONS:

@@ -20,15 +20,16 @@ from unity.api.prometheus.values import Floats, Mask, PromQLError, Series, drop_
 
 
 class Window:
-    """The samples of one series that each step's window ``[ref - range, ref]`` holds."""
+    """The samples of one series that each step's window ``[ref - range, ref]`` holds (with
+    ``closed`` false, ``[ref - range, ref)``: rollup buckets that start before ``ref``)."""
 
-    def __init__(self, raw: Raw, ref: Times, range_ms: int) -> None:
+    def __init__(self, raw: Raw, ref: Times, range_ms: int, closed: bool = True) -> None:
         self.t = raw.times
         self.v = raw.values
         self.ref = ref
         self.range_ms = range_ms
         self.lo = np.searchsorted(self.t, ref - range_ms, "left")
-        self.hi = np.searchsorted(self.t, ref, "right")
+        self.hi = np.searchsorted(self.t, ref, "right" if closed else "left")
         self.n = self.hi - self.lo
         size = max(len(self.t) - 1, 0)
         self.first = np.minimum(self.lo, size)

@@ -147,3 +147,25 @@ async def samples(
         if hi > lo:
             out.append(Raw(labels_of_row(row), times[lo:hi], values[lo:hi]))
     return out
+
+
+async def at_times(conn: asyncpg.Connection, ids: list[int], ref: Times) -> dict[int, Raw]:
+    """Samples of ``ids`` stamped at one of the times ``ref`` (to the millisecond), by id."""
+    found = await _copy(
+        conn,
+        "SELECT x.series_id, x.time, x.value FROM unnest($2::timestamptz[]) g(t)"
+        " JOIN samples x ON x.series_id = ANY($1::bigint[])"
+        " AND x.time >= g.t AND x.time < g.t + interval '1 millisecond'",
+        ids,
+        [_at(t) for t in ref.tolist()],
+    )
+    series_ids = found["id"].astype(np.int64)
+    times = found["time"].astype(np.int64) // 1000 + PG_EPOCH_MS
+    order = np.lexsort((times, series_ids))
+    values = found["value"].astype(np.float64)[order]
+    series_ids, times = series_ids[order], times[order]
+    out: dict[int, Raw] = {}
+    for sid in np.unique(series_ids).tolist():
+        lo, hi = np.searchsorted(series_ids, [sid, sid + 1])
+        out[sid] = Raw((), times[lo:hi], values[lo:hi])
+    return out

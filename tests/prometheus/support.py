@@ -44,6 +44,11 @@ class _Host:
     end: int
     rng: random.Random
 
+    def aligned(self) -> list[int]:
+        """Every 15 s on minute edges, from the first minute edge after the start."""
+        first = -(-self.start // 60_000) * 60_000
+        return list(range(first, self.end, 15_000))
+
     def times(self) -> list[int]:
         # Every series has its own phase: scrapes of different targets are not aligned.
         late = 30 * 60_000 if self.name == "delta" else 0
@@ -61,6 +66,9 @@ def _gauges(h: _Host, out: dict[Labels, Points]) -> None:
         load = max(0.0, load + h.rng.uniform(-0.3, 0.3))
         points.append((t, round(load, 3)))
     out[_labels(__name__="node_load1", host=h.name, plugin="node")] = points
+    out[_labels(__name__="aligned_gauge", host=h.name, plugin="node")] = [
+        (t, round(h.rng.uniform(0, 100), 2)) for t in h.aligned()
+    ]
     for sensor in ("cpu", "nvme"):
         base = 40.0 + 5 * h.index + (10 if sensor == "nvme" else 0)
         out[_labels(__name__="temp_celsius", host=h.name, plugin="sensors", sensor=sensor)] = [
