@@ -195,6 +195,26 @@ def test_host_page_charts_draw_the_stored_points(stack: Stack, browser: webdrive
     ready(browser, "host")
     assert parse_qs(urlparse(browser.current_url).query)["range"] == ["6h"]
 
+    # A custom range from the two date fields.
+    browser.execute_script(
+        """
+        const form = document.querySelector(".range .custom");
+        form.elements.from.value = arguments[0];
+        form.elements.to.value = arguments[1];
+        """,
+        "2026-01-02T03:04",
+        "2026-01-02T05:04",
+    )
+    browser.find_element(By.XPATH, "//button[text()='Apply']").click()
+    WebDriverWait(browser, WAIT_S).until(lambda d: "from=" in d.current_url)
+    ready(browser, "host")
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert float(query["to"][0]) - float(query["from"][0]) == 7200
+    assert "range" not in query
+    browser.back()
+    ready(browser, "host")
+    assert parse_qs(urlparse(browser.current_url).query)["range"] == ["6h"]
+
     # Dragging across a chart zooms: the range lands in the URL, so the view can be shared.
     over = browser.find_element(By.CSS_SELECTOR, 'figure[data-panel="memory:"] .u-over')
     width = over.size["width"]
@@ -321,6 +341,19 @@ def test_a_bad_config_edit_shows_the_api_error_in_place(
         "targets": ["a", "b"],
         "verbose": False,
     }
+
+    browser.find_element(By.XPATH, "//button[text()='Disable plugin']").click()
+    WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, 'tr[data-plugin="tuner"] td:nth-child(5)').text == "no"
+        ),
+        "the plugin was not shown as disabled",
+    )
+    info = httpx.get(
+        f"{stack.url}/api/v1/plugins/{tuner}",
+        headers={"Authorization": f"Bearer {stack.tokens['admin']}"},
+    ).json()
+    assert info["enabled"] is False
 
 
 def test_explore_charts_a_selector(stack: Stack, browser: webdriver.Chrome) -> None:
