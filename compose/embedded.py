@@ -579,6 +579,16 @@ class PostgresServer(EmbeddedServer):
         return True
 
     def prepare(self) -> None:
+        user = self.os_user()
+        if user is not None:
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                raise ServerError(
+                    f"PostgreSQL refuses to run as root and would run as {user!r}, which is not "
+                    f"an account on this machine; create it (useradd --system {user}) or set "
+                    f"UNITY_POSTGRES_OS_USER to one that exists"
+                ) from None
         self._home = self._find_home()
         if (self.pgdata / "PG_VERSION").exists():
             return

@@ -156,3 +156,31 @@ def test_root_with_a_world_readable_clone_keeps_postgres_in_the_data_dir(base: P
     assert not (data / "postgres").is_symlink()
     assert Path(placed["bin"]).is_relative_to(site), "the account could run the wheel in place"
     assert not shared.exists()
+
+
+def test_an_account_that_does_not_exist_is_one_line_naming_the_fix(base: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNITY_")}
+    env.update(
+        UNITY_DATA_DIR=str(base / "data"),
+        UNITY_POSTGRES_OS_USER="no-such-account-u11",
+        UNITY_NATS_PORT=str(free_port()),
+        UNITY_POSTGRES_PORT=str(free_port()),
+        UNITY_VALKEY_PORT=str(free_port()),
+        UNITY_API_PORT=str(free_port()),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "unity.compose", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("unity up:")]
+    assert errors == [
+        "unity up: PostgreSQL refuses to run as root and would run as 'no-such-account-u11', "
+        "which is not an account on this machine; create it (useradd --system "
+        "no-such-account-u11) or set UNITY_POSTGRES_OS_USER to one that exists"
+    ], result.stderr
+    assert "Traceback" not in result.stderr
