@@ -6,7 +6,8 @@ rows keep sum, count, min, max and last per bucket, which compose exactly, so su
 min, max, last and present over such a window come out as from raw samples, reading one row per
 bucket: a month of ``avg_over_time(x[1h])`` at hourly steps reads 720 rows per series, not
 170 000 samples. Used when the range, the offset and every step are whole multiples of the
-bucket width and a window spans at least ``MIN_BUCKETS`` buckets; otherwise raw samples.
+bucket width, a window spans at least ``MIN_BUCKETS`` buckets and steps are at least
+``MIN_STEP_BUCKETS`` buckets apart (or there is one step); otherwise raw samples.
 
 Rollup rows come as ``api/query.py`` reads them: TimescaleDB's real-time continuous aggregates,
 or on plain PostgreSQL the stored rows before the rollup's watermark and, after it, buckets
@@ -41,6 +42,9 @@ FUNCTIONS = frozenset(
 )
 TABLES = {3_600_000: "samples_1h", 60_000: "samples_1m"}
 MIN_BUCKETS = 4
+# The samples stamped at each step are looked up one step at a time: at 1-minute steps over a
+# day (1 441 lookups per series) that cost more than reading the raw samples did.
+MIN_STEP_BUCKETS = 5
 ROW = np.dtype(
     [("fields", ">i2")]
     + [
@@ -62,11 +66,18 @@ _COLUMNS = "series_id::int8, bucket, sum::float8, count::float8, min::float8, ma
 
 
 def width_for(name: str, ref: Times, range_ms: int) -> int | None:
-    """The bucket width that answers ``name`` over these windows exactly, if one does."""
+    """The bucket width that answers ``name`` over these windows exactly and for less than raw
+    samples cost, if one does."""
     if name not in FUNCTIONS:
         return None
+    step = int(ref[1] - ref[0]) if len(ref) > 1 else 0
     for width in TABLES:
-        if range_ms % width == 0 and range_ms // width >= MIN_BUCKETS and not (ref % width).any():
+        if (
+            range_ms % width == 0
+            and range_ms // width >= MIN_BUCKETS
+            and (step == 0 or step >= MIN_STEP_BUCKETS * width)
+            and not (ref % width).any()
+        ):
             return width
     return None
 

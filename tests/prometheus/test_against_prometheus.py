@@ -207,7 +207,7 @@ async def test_corpus_matches_prometheus(env: Env) -> None:
                 (start + 10 * 60_000, end, "60"),
                 (start + 40 * 60_000, start + 75 * 60_000, "37.5"),
                 (start, end, "5m"),
-                (aligned, end // minute * minute, "120"),
+                (aligned, end // minute * minute, "300"),
             ]
             for query in CORPUS + INSTANT_ONLY:
                 found: list[str] = []
