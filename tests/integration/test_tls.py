@@ -13,6 +13,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -134,8 +135,8 @@ class TlsPostgres(PostgresServer):
     """Debian's PostgreSQL 15, set up like the embedded one, with ssl on and only
     ``hostssl`` lines in pg_hba.conf."""
 
-    def __init__(self, data_dir: Path, pki: Path) -> None:
-        super().__init__(data_dir, free_port(), uuid.uuid4().hex, "nobody")
+    def __init__(self, data_dir: Path, pki: Path, shared_home: Path) -> None:
+        super().__init__(data_dir, free_port(), uuid.uuid4().hex, "nobody", shared_home)
         self.pki = pki
 
     def bin(self, name: str) -> str:
@@ -175,10 +176,22 @@ class TlsPostgres(PostgresServer):
         assert result.returncode == 0, self.log_path.read_text()[-2000:]
 
 
-async def test_postgres_verify_full(tmp_path: Path, pki: Path, other_ca: Path) -> None:
+@pytest.fixture
+def pg_home() -> Iterator[Path]:
+    """Run as root, PostgreSQL runs as nobody, who cannot enter pytest's private folders: its
+    cluster goes to a home of the test's own, removed after (never /var/lib/unity)."""
+    shared = Path(tempfile.mkdtemp(prefix="unity-tls-pg-"))
+    shared.chmod(0o711)
+    yield shared
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+async def test_postgres_verify_full(
+    tmp_path: Path, pki: Path, other_ca: Path, pg_home: Path
+) -> None:
     if not (DEBIAN_PG / "postgres").exists():
         pytest.skip("Debian's postgresql-15 is not installed (the wheel's build has no TLS)")
-    server = TlsPostgres(tmp_path, pki)
+    server = TlsPostgres(tmp_path, pki, pg_home)
     server.start()
     try:
         base = f"postgresql://unity@localhost:{server.port}/postgres"
