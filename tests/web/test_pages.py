@@ -457,3 +457,12 @@ def test_usable_on_a_phone_with_the_keyboard_and_in_the_dark(
         shoot(browser, "host-dark")
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def test_an_ended_session_brings_back_the_sign_in(stack: Stack, browser: webdriver.Chrome) -> None:
+    sign_in(browser, stack, "read")
+    # Expiry, or a revoked token, or a sign-out elsewhere: the row is no longer valid.
+    stack.call(stack.pool.execute("UPDATE web_sessions SET expires_at = now()"))
+    browser.find_element(By.LINK_TEXT, "Plugins").click()
+    ready(browser, "signin")
+    assert "sign in again" in text(browser, "#signin-error")

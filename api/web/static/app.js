@@ -111,5 +111,14 @@ document.getElementById("signout").addEventListener("click", async () => {
 });
 api.whenSignedOut(() => showSignIn("Your session ended; sign in again."));
 
-await api.resume();
-route();
+try {
+  await api.resume();
+  route();
+} catch (failure) {
+  // The API answered, but not with a session or a 401 (a dependency down): say so, keep no page.
+  main.replaceChildren(Object.assign(document.createElement("p"), {
+    className: "error",
+    role: "alert",
+    textContent: `The API cannot check the session: ${failure.message}. Reload to retry.`,
+  }));
+}
