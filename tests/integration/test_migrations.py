@@ -25,6 +25,7 @@ TABLES = {
     "alert_maintenance",
     "alert_channels",
     "alert_deliveries",
+    "web_sessions",
 }
 PLAIN_ONLY = {"rollup_watermarks"}
 
