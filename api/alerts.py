@@ -148,6 +148,28 @@ async def put_rule(request: Request) -> Response:
     return MsgspecResponse(RuleInfo(rule, source, updated), status_code=201 if created else 200)
 
 
+async def _switch(request: Request, enabled: bool) -> Response:
+    st = state_of(request)
+    row = await st.pool.fetchrow(
+        "UPDATE alert_rules SET enabled = $2,"
+        " spec = jsonb_set(spec, '{enabled}', to_jsonb($2::boolean)), updated_at = now()"
+        " WHERE name = $1 RETURNING spec::text AS spec, source, updated_at",
+        request.path_params["name"],
+        enabled,
+    )
+    if row is None:
+        raise ApiError(404, "not_found", f"no rule {request.path_params['name']!r}")
+    return MsgspecResponse(_rule_info(row))
+
+
+async def enable_rule(request: Request) -> Response:
+    return await _switch(request, True)
+
+
+async def disable_rule(request: Request) -> Response:
+    return await _switch(request, False)
+
+
 async def delete_rule(request: Request) -> Response:
     st = state_of(request)
     name = request.path_params["name"]
@@ -383,6 +405,26 @@ OPERATIONS = [
         body=Rule,
         response=RuleInfo,
         also=((201, "created"),),
+    ),
+    Operation(
+        "POST",
+        "/alerts/rules/{name}/enable",
+        enable_rule,
+        "Switch a rule on",
+        TAG,
+        "write",
+        params=(NAME,),
+        response=RuleInfo,
+    ),
+    Operation(
+        "POST",
+        "/alerts/rules/{name}/disable",
+        disable_rule,
+        "Switch a rule off (its pending and firing alerts resolve)",
+        TAG,
+        "write",
+        params=(NAME,),
+        response=RuleInfo,
     ),
     Operation(
         "DELETE",

@@ -57,6 +57,12 @@ async def test_rules_crud_and_a_bad_expression_names_its_position(api: Api) -> N
     names = [r["rule"]["name"] for r in (await api.get("/alerts/rules")).json()["items"]]
     assert names == ["disk_full"]
 
+    off = await api.send("POST", "/alerts/rules/disk_full/disable")
+    assert off.status_code == 200 and off.json()["rule"]["enabled"] is False
+    assert (await api.get("/alerts/rules/disk_full")).json()["rule"]["enabled"] is False
+    on = await api.send("POST", "/alerts/rules/disk_full/enable")
+    assert on.json()["rule"]["enabled"] is True and on.json()["rule"]["threshold"] == 95
+    assert (await api.send("POST", "/alerts/rules/nope/enable")).status_code == 404
     assert (await api.get("/alerts/rules", scope=None)).status_code == 401
     assert (await api.send("POST", "/alerts/rules", scope="read", json=RULE)).status_code == 403
     assert (await api.send("DELETE", "/alerts/rules/disk_full")).status_code == 204
