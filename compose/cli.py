@@ -13,7 +13,6 @@ from types import ModuleType
 from unity.compose import commands
 from unity.sdk.settings import SettingsError, load_settings
 
-
 # Top-level modules of the `server` extra (pyproject.toml); the light install lacks them.
 SERVER_MODULES = frozenset(
     {
