@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import importlib.util
 import urllib.parse
@@ -159,14 +158,16 @@ class MongodbPlugin(Plugin):
     def collect(self, sink: Sink) -> None:
         if importlib.util.find_spec("pymongo") is None:
             raise RuntimeError(EXTRA)
-        # collect() runs in a worker thread: this event loop is the thread's own.
-        results = asyncio.run(self.gather())
+        from pymongo.errors import PyMongoError
+
         self._errors = []
-        for server, result in zip(self.config.servers, results, strict=True):
-            if isinstance(result, BaseException):
-                self._errors.append(f"{server.label}: {type(result).__name__}: {result}")
+        for server in self.config.servers:
+            try:
+                reading = self.one(server)
+            except PyMongoError as exc:
+                self._errors.append(f"{server.label}: {type(exc).__name__}: {exc}")
                 continue
-            for metric, value, labels in result:
+            for metric, value, labels in reading:
                 sink.add(metric, value, {"server": server.label, **labels})
         if len(self._errors) == len(self.config.servers):
             raise RuntimeError("; ".join(self._errors))
@@ -174,13 +175,8 @@ class MongodbPlugin(Plugin):
     def health(self) -> Health | None:
         return Health("degraded", "; ".join(self._errors)) if self._errors else None
 
-    async def gather(self) -> list[Reading | BaseException]:
-        return await asyncio.gather(
-            *(self.one(s) for s in self.config.servers), return_exceptions=True
-        )
-
-    async def one(self, server: Server) -> Reading:
-        from pymongo import AsyncMongoClient
+    def one(self, server: Server) -> Reading:
+        from pymongo import MongoClient
         from pymongo.errors import OperationFailure
 
         timeout_ms = int(self.config.connect_timeout * 1000)
@@ -188,7 +184,7 @@ class MongodbPlugin(Plugin):
         if server.username:
             options["username"] = server.username
             options["password"] = read_secret(server.password_env, server.password_file) or ""
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        client: MongoClient[dict[str, Any]] = MongoClient(
             server.uri,
             directConnection=True,
             serverSelectionTimeoutMS=timeout_ms,
@@ -198,13 +194,13 @@ class MongodbPlugin(Plugin):
             **options,
         )
         try:
-            status = await client.admin.command("serverStatus")
+            status = client.admin.command("serverStatus")
             reading = read_status(status)
             try:
-                reading += read_replset(await client.admin.command("replSetGetStatus"))
+                reading += read_replset(client.admin.command("replSetGetStatus"))
             except OperationFailure as exc:
                 if exc.code != NO_REPLICATION:
                     raise
         finally:
-            await client.close()
+            client.close()
         return reading
