@@ -1,4 +1,4 @@
-"""``GET /query``: history by selector through the storage query layer (raw, 1m or 1h)."""
+"""``GET /query``: history by selector through the storage query layer (raw or a rollup tier)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from unity.schemas.storage import Retention
 
 MAX_SERIES = 10_000
 MAX_STEP_S = 366 * 86400.0
-RESOLUTIONS: tuple[Literal["auto"] | storage.Resolution, ...] = ("auto", "raw", "1m", "1h")
+RESOLUTIONS: tuple[Literal["auto"] | storage.Resolution, ...] = ("auto", *storage.RESOLUTIONS)
 
 
 async def _series(conn: asyncpg.Connection, selector: Selector) -> dict[int, asyncpg.Record]:

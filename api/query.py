@@ -1,9 +1,12 @@
-"""History queries: pick raw samples, the 1m or the 1h rollup, and answer the same way from each.
+"""History queries: pick raw samples or a rollup tier, and answer the same way from each.
 
 The answer for a step is computed from whatever resolution serves it, and every resolution
 gives the same numbers: the range is widened to whole steps, steps are whole multiples of the
 rollup they read, and rollups keep min, max, sum, count and last per bucket, which compose
 exactly. Points are ``(bucket start in epoch seconds, value)``; empty buckets are left out.
+The planner reads the coarsest tier whose width divides the step (a week at 5-minute steps reads
+``samples_5m`` rows as points, not a million ``samples_1m`` rows) among those still holding the
+range's start.
 
 Counters asked as a rate give, per step, the increase of the last value since the previous
 step divided by the seconds between the two; a drop is a counter reset and counts as an
@@ -27,13 +30,14 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 import msgspec
 
 from unity.schemas.storage import (
     ORIGIN,
+    TIERS,
     TIMESCALE_EXTENSION_SQL,
     TIMESCALE_HYPERTABLE_SQL,
     Retention,
@@ -41,11 +45,19 @@ from unity.schemas.storage import (
 )
 
 Aggregation = Literal["avg", "min", "max", "last", "sum", "count"]
-Resolution = Literal["raw", "1m", "1h"]
+Resolution = Literal["raw", "1m", "5m", "1h"]
 
 AGGREGATIONS: tuple[Aggregation, ...] = ("avg", "min", "max", "last", "sum", "count")
-WIDTHS: dict[Resolution, int] = {"raw": 1, "1m": 60, "1h": 3600}
-TABLES: dict[Resolution, str] = {"raw": "samples", "1m": "samples_1m", "1h": "samples_1h"}
+# Finest first, as schemas.storage.TIERS lists them.
+RESOLUTIONS: tuple[Resolution, ...] = ("raw", *(cast(Resolution, t.name) for t in TIERS))
+WIDTHS: dict[Resolution, int] = {
+    "raw": 1,
+    **{cast(Resolution, t.name): int(t.width.total_seconds()) for t in TIERS},
+}
+TABLES: dict[Resolution, str] = {
+    "raw": "samples",
+    **{cast(Resolution, t.name): t.table for t in TIERS},
+}
 # Steps an automatic choice picks from, in seconds.
 STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 DEFAULT_MAX_POINTS = 250_000
@@ -153,13 +165,21 @@ def plan(
             raise TooManyPoints(f"{n} series over {span:.0f}s exceed {max_points} points")
         step = fitting[0]
     seconds = int(step)
-    kept: dict[Resolution, timedelta] = {"raw": retention.raw, "1m": retention.m1}
+    kept: dict[Resolution, timedelta] = {"raw": retention.raw}
+    kept.update((cast(Resolution, t.name), retention.of(t.retention)) for t in TIERS)
+    coarsest = RESOLUTIONS[-1]
+
+    def holds(r: Resolution) -> bool:
+        # The coarsest tier is the last resort, whatever it still holds.
+        return r == coarsest or start >= now - kept[r]
+
     if resolution == "auto":
         # The finest resolution still holding the start; the step grows to a multiple of it.
-        finest: Resolution = next((r for r in kept if start >= now - kept[r]), "1h")
+        finest = next(r for r in RESOLUTIONS if holds(r))
         width = WIDTHS[finest]
         seconds = math.ceil(seconds / width) * width
-        chosen: Resolution = next(r for r in ("1h", "1m", "raw") if seconds % WIDTHS[r] == 0)
+        # The coarsest that divides the step: the fewest rows that still give every point.
+        chosen = next(r for r in reversed(RESOLUTIONS) if seconds % WIDTHS[r] == 0 and holds(r))
     else:
         width = WIDTHS[resolution]
         if not asked:

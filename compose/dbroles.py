@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 DATA_TABLES = frozenset(
-    {"samples", "samples_1m", "samples_1h", "series", "events", "plugin_runs", "rollup_watermarks"}
+    {
+        "samples",
+        "samples_1m",
+        "samples_5m",
+        "samples_1h",
+        "series",
+        "events",
+        "plugin_runs",
+        "rollup_watermarks",
+    }
 )
 ROLES = ("ingest", "api", "alerts")
 

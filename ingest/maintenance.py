@@ -7,7 +7,8 @@ On plain PostgreSQL (the embedded stack) this does the work itself:
   a proper partition here, so COPY never fails and nothing is lost.
 - rollups: ``samples_1m`` and ``samples_1h`` are computed from raw rows with ``date_bin`` for
   buckets closed since the last run (``rollup_watermarks``), recomputing ``rollup_lookback_s``
-  before it to take in late samples. Upserts make every run idempotent.
+  before it to take in late samples, and ``samples_5m`` from ``samples_1m`` the same way, never
+  past the 1m watermark. Upserts make every run idempotent.
 - retention: partitions entirely older than the window are dropped (whole days, like
   TimescaleDB's whole chunks).
 
@@ -26,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from unity.ingest import timescale
-from unity.schemas.storage import ORIGIN, Retention, floor
+from unity.schemas.storage import ORIGIN, TIERS, Retention, Tier, floor
 from unity.sdk.connection import pg_connect
 from unity.sdk.settings import Endpoints, Settings
 
@@ -46,23 +47,29 @@ class Partitioned:
     retention: str  # which Retention field applies
 
 
-@dataclass(frozen=True, slots=True)
-class Rollup:
-    table: str
-    width: timedelta
-    retention: str
-
-
 PARTITIONED = (
     Partitioned("samples", "time", timedelta(days=1), "raw"),
     Partitioned("events", "time", timedelta(days=1), "raw"),
     Partitioned("samples_1m", "bucket", timedelta(days=1), "m1"),
+    Partitioned("samples_5m", "bucket", timedelta(days=7), "m5"),
     Partitioned("samples_1h", "bucket", timedelta(days=30), "h1"),
 )
-ROLLUPS = (
-    Rollup("samples_1m", timedelta(minutes=1), "m1"),
-    Rollup("samples_1h", timedelta(hours=1), "h1"),
-)
+# The tiers in dependency order: a tier read from another comes after it.
+ROLLUPS = TIERS
+# Per source: its time column and the aggregates of one bucket of the tier read from it.
+SOURCES = {
+    "samples": (
+        "time",
+        "min(value), max(value), avg(value), sum(value), count(*), "
+        "(max(ARRAY[date_part('epoch', time), value]))[2]",
+    ),
+    "samples_1m": (
+        "bucket",
+        # sum(bigint) is numeric; float8 sums whole counts exactly up to 2**53.
+        "min(min), max(max), sum(sum) / sum(count::float8), sum(sum), sum(count), "
+        "(max(ARRAY[date_part('epoch', bucket), last]))[2]",
+    ),
+}
 
 
 @dataclass(slots=True)
@@ -158,16 +165,16 @@ async def _empty_default(conn: asyncpg.Connection, spec: Partitioned, report: Re
         await ensure_partitions(conn, spec, r["lo"], r["lo"] + spec.width, report)
 
 
-async def _roll(conn: asyncpg.Connection, rollup: Rollup, lo: datetime, hi: datetime) -> None:
-    """Upsert the buckets of [lo, hi) from raw rows; unchanged buckets are not rewritten."""
+async def _roll(conn: asyncpg.Connection, rollup: Tier, lo: datetime, hi: datetime) -> None:
+    """Upsert the buckets of [lo, hi) from the tier's source; unchanged buckets are not
+    rewritten."""
+    column, aggregates = SOURCES[rollup.source]
     await conn.execute(
         f"""
         INSERT INTO {rollup.table} AS t (bucket, series_id, min, max, avg, sum, count, last)
-        SELECT date_bin($3::interval, time, $4::timestamptz), series_id,
-               min(value), max(value), avg(value), sum(value), count(*),
-               (max(ARRAY[date_part('epoch', time), value]))[2]
-        FROM samples
-        WHERE time >= $1 AND time < $2
+        SELECT date_bin($3::interval, {column}, $4::timestamptz), series_id, {aggregates}
+        FROM {rollup.source}
+        WHERE {column} >= $1 AND {column} < $2
         GROUP BY 1, 2
         ON CONFLICT (series_id, bucket) DO UPDATE
         SET min = excluded.min, max = excluded.max, avg = excluded.avg, sum = excluded.sum,
@@ -175,7 +182,7 @@ async def _roll(conn: asyncpg.Connection, rollup: Rollup, lo: datetime, hi: date
         WHERE (t.min, t.max, t.sum, t.count, t.last)
               IS DISTINCT FROM (excluded.min, excluded.max, excluded.sum, excluded.count,
                                 excluded.last)
-        """,  # noqa: S608 -- the table name is a constant
+        """,  # noqa: S608 -- table, column and aggregates are constants
         lo,
         hi,
         rollup.width,
@@ -183,7 +190,7 @@ async def _roll(conn: asyncpg.Connection, rollup: Rollup, lo: datetime, hi: date
     )
 
 
-async def _advance(conn: asyncpg.Connection, rollup: Rollup, until: datetime) -> None:
+async def _advance(conn: asyncpg.Connection, rollup: Tier, until: datetime) -> None:
     await conn.execute(
         "INSERT INTO rollup_watermarks (resolution, done_until) VALUES ($1, $2) "
         "ON CONFLICT (resolution) DO UPDATE "
@@ -195,7 +202,7 @@ async def _advance(conn: asyncpg.Connection, rollup: Rollup, until: datetime) ->
 
 async def advance_rollup(
     conn: asyncpg.Connection,
-    rollup: Rollup,
+    rollup: Tier,
     now: datetime,
     keep: timedelta,
     lookback: timedelta,
@@ -203,14 +210,22 @@ async def advance_rollup(
 ) -> None:
     """Bring one rollup up to the last closed bucket, one bounded slice per transaction."""
     closed = floor(now, rollup.width)
-    done: datetime | None = await conn.fetchval(
-        "SELECT done_until FROM rollup_watermarks WHERE resolution = $1", rollup.table
-    )
+    column, _ = SOURCES[rollup.source]
+    watermark = "SELECT done_until FROM rollup_watermarks WHERE resolution = $1"
+    if rollup.source != "samples":
+        # A tier read from a rollup goes no further than that rollup is complete.
+        source_done: datetime | None = await conn.fetchval(watermark, rollup.source)
+        if source_done is None:
+            return
+        closed = min(closed, floor(source_done, rollup.width))
+    done: datetime | None = await conn.fetchval(watermark, rollup.table)
     if done is not None and done >= closed:
         return
     if done is None:
-        # First run: everything present in raw rows is history to roll up.
-        first: datetime | None = await conn.fetchval("SELECT min(time) FROM samples")
+        # First run: everything present in the source is history to roll up.
+        first: datetime | None = await conn.fetchval(
+            f"SELECT min({column}) FROM {rollup.source}"  # noqa: S608 -- constants
+        )
         lo = first if first is not None else closed
     else:
         lo = done - lookback
@@ -219,9 +234,12 @@ async def advance_rollup(
     while lo < closed:
         hi = min(lo + SLICE, closed)
         if await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM samples WHERE time >= $1 AND time < $2)", lo, hi
+            f"SELECT EXISTS (SELECT 1 FROM {rollup.source} "  # noqa: S608 -- constants
+            f"WHERE {column} >= $1 AND {column} < $2)",
+            lo,
+            hi,
         ):
-            # Slices without raw rows have nothing to upsert: a sparse backfill stays cheap.
+            # Slices without source rows have nothing to upsert: a sparse backfill stays cheap.
             await ensure_partitions(conn, spec, lo, hi, report)
             async with conn.transaction():
                 await _roll(conn, rollup, lo, hi)

@@ -3,8 +3,10 @@
 Migration 0003 creates the hypertables (1-day chunks), compression of ``samples`` (segmented by
 ``series_id``, ordered by time descending, after 2 days), the continuous aggregates
 ``samples_1m`` and ``samples_1h`` (real-time: ``materialized_only = false``) with their refresh
-policies, and retention policies with the default windows. This module keeps the retention
-policies in line with the settings and runs the same work on demand (``unity maintain``, tests).
+policies, and retention policies with the default windows; migration 0009 stacks ``samples_5m``
+on ``samples_1m`` (a hierarchical continuous aggregate, TimescaleDB 2.9 or later). This module
+keeps the retention policies in line with the settings and runs the same work on demand
+(``unity maintain``, tests).
 
 Dropping raw chunks logs an invalidation for their time range, and a refresh that covers such a
 range finds no raw rows there and deletes the buckets it held. So no refresh may reach below
@@ -19,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from unity.schemas.storage import TIMESCALE_EXTENSION_SQL, TIMESCALE_HYPERTABLE_SQL
+from unity.schemas.storage import TIERS, TIMESCALE_EXTENSION_SQL, TIMESCALE_HYPERTABLE_SQL
 
 log = logging.getLogger(__name__)
 
 # Continuous aggregates and their bucket widths (time_bucket aligns these on UTC epoch multiples).
-CAGGS = {"samples_1m": timedelta(minutes=1), "samples_1h": timedelta(hours=1)}
+CAGGS = {tier.table: tier.width for tier in TIERS}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The policies the migration creates; tests pause them in their template database.
 POLICIES = ("policy_compression", "policy_retention", "policy_refresh_continuous_aggregate")

@@ -12,10 +12,12 @@ __all__ = [
     "DURABLE",
     "ORIGIN",
     "RUN_ID_LUA",
+    "TIERS",
     "TIMESCALE_EXTENSION_SQL",
     "TIMESCALE_HYPERTABLE_SQL",
     "Retention",
     "RetentionDays",
+    "Tier",
     "floor",
     "index_key",
     "latest_key",
@@ -43,15 +45,18 @@ class RetentionDays(Protocol):
     @property
     def retention_1m_days(self) -> float: ...
     @property
+    def retention_5m_days(self) -> float: ...
+    @property
     def retention_1h_days(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long raw samples (and events), the 1-minute and the 1-hour rollups are kept."""
+    """How long raw samples (and events) and each rollup tier are kept."""
 
     raw: timedelta = timedelta(days=30)
     m1: timedelta = timedelta(days=90)
+    m5: timedelta = timedelta(days=365)
     h1: timedelta = timedelta(days=730)
 
     @classmethod
@@ -59,6 +64,7 @@ class Retention:
         return cls(
             raw=timedelta(days=settings.retention_raw_days),
             m1=timedelta(days=settings.retention_1m_days),
+            m5=timedelta(days=settings.retention_5m_days),
             h1=timedelta(days=settings.retention_1h_days),
         )
 
@@ -70,9 +76,28 @@ class Retention:
         return {
             "samples": self.raw,
             "events": self.raw,
-            "samples_1m": self.m1,
-            "samples_1h": self.h1,
+            **{tier.table: self.of(tier.retention) for tier in TIERS},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One rollup tier: rows of min, max, avg, sum, count and last per series and bucket."""
+
+    name: str  # the resolution as queries name it
+    table: str
+    width: timedelta
+    retention: str  # the Retention field that applies
+    source: str  # what it is computed from: raw ``samples`` or a finer tier's table
+
+
+# Finest first; a tier computed from another comes after it. The 5-minute tier reads the 1m
+# rollup (5x fewer rows than raw, and kept longer); the 1-hour tier reads raw rows.
+TIERS = (
+    Tier("1m", "samples_1m", timedelta(minutes=1), "m1", "samples"),
+    Tier("5m", "samples_5m", timedelta(minutes=5), "m5", "samples_1m"),
+    Tier("1h", "samples_1h", timedelta(hours=1), "h1", "samples"),
+)
 
 
 # Valkey: the latest values, one hash per host and plugin (field: instance|name|labels), the

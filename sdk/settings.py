@@ -96,6 +96,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # each rollup run recomputes closed buckets to take in late samples.
     retention_raw_days: Annotated[float, msgspec.Meta(ge=1)] = 30.0
     retention_1m_days: Annotated[float, msgspec.Meta(ge=1)] = 90.0
+    retention_5m_days: Annotated[float, msgspec.Meta(ge=1)] = 365.0
     retention_1h_days: Annotated[float, msgspec.Meta(ge=1)] = 730.0
     partitions_ahead_days: Annotated[int, msgspec.Meta(ge=1, le=60)] = 3
     maintain_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0

@@ -6,8 +6,10 @@ Starts its own embedded PostgreSQL (or uses UNITY_TEST_DATABASE_URL and
 UNITY_TEST_DATABASE_PASSWORD, TimescaleDB or not; the database is created and dropped), loads
 series x days at ``interval`` seconds with binary COPY, runs maintenance (partitions and
 rollups, or the refresh of the continuous aggregates), then prints p50/p95 of: the 7-day query
-at a 5-minute step (answered from the 1m rollup), the same query forced onto raw rows (the
-baseline), and a 1-hour raw query at the sample interval.
+at a 5-minute step (answered from the 5m tier), the same query forced onto the 1m rollup and
+onto raw rows (the baselines), and a 1-hour raw query at the sample interval. With
+``--covering`` it then adds a covering index on ``samples_1m`` and times a day of 10 series at
+1 minute before and after.
 """
 
 from __future__ import annotations
@@ -76,7 +78,27 @@ def batches(
         yield rows
 
 
-async def bench(ep: Endpoints, series: int, days: int, interval: int, runs: int) -> None:
+async def _covering(pool: asyncpg.Pool, ids: list[int], end: datetime, runs: int) -> None:
+    """A day of 10 series at 1 minute (rows as points from samples_1m), without and with an
+    index that holds every column the query reads (an index-only scan after VACUUM)."""
+
+    async def day() -> int:
+        result = await run_query(pool, ids, end - timedelta(days=1), end, 60, "avg")
+        assert result.resolution == "1m"
+        return sum(len(s.points) for s in result.series)
+
+    await timed("1 d x 10 series, 1 min step (1m, primary key)", runs, day)
+    await pool.execute(
+        "CREATE INDEX samples_1m_covering ON samples_1m (series_id, bucket) "
+        "INCLUDE (min, max, sum, count, last)"
+    )
+    await pool.execute("VACUUM ANALYZE samples_1m")
+    await timed("1 d x 10 series, 1 min step (1m, covering)", runs, day)
+
+
+async def bench(
+    ep: Endpoints, series: int, days: int, interval: int, runs: int, covering: bool
+) -> None:
     await migrate.upgrade(ep)
     conn = await asyncpg.connect(ep.database_url, password=ep.database_password)
     try:
@@ -147,12 +169,19 @@ async def bench(ep: Endpoints, series: int, days: int, interval: int, runs: int)
                 assert result.resolution == "raw"
                 return sum(len(s.points) for s in result.series)
 
-            await timed(f"{days} d x {series} series, 5 min step (auto: 1m)", runs, week(None))
+            await timed(
+                f"{days} d x {series} series, 5 min step (auto: {week_plan.resolution})",
+                runs,
+                week(None),
+            )
             await timed("  the same, SQL fetch only", runs, week_sql_only)
+            await timed(f"{days} d x {series} series, 5 min step (1m)", runs, week("1m"))
             await timed(
                 f"{days} d x {series} series, 5 min step (raw)", max(3, runs // 5), week("raw")
             )
             await timed(f"1 h x {series} series, {interval} s step (raw)", runs, last_hour)
+            if covering:
+                await _covering(pool, ids[:10], end, runs)
         finally:
             await pool.close()
     finally:
@@ -174,6 +203,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--interval", type=int, default=10, help="seconds between samples")
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--covering", action="store_true", help="measure a covering index")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}")
     data = Path(tempfile.mkdtemp(prefix="unity-bench-"))
@@ -194,7 +224,7 @@ def main() -> None:
         base, _, _ = url.rpartition("/")
         ep = replace(admin, database_url=f"{base}/{name}")
         try:
-            asyncio.run(bench(ep, args.series, args.days, args.interval, args.runs))
+            asyncio.run(bench(ep, args.series, args.days, args.interval, args.runs, args.covering))
         finally:
             asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:

@@ -13,6 +13,7 @@ TABLES = {
     "series",
     "samples",
     "samples_1m",
+    "samples_5m",
     "samples_1h",
     "plugin_runs",
     "events",

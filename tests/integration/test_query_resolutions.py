@@ -1,4 +1,4 @@
-"""The query layer answers the same from raw rows, the 1m and the 1h rollup, on both paths."""
+"""The query layer answers the same from raw rows and every rollup tier, on both paths."""
 
 from __future__ import annotations
 
@@ -75,6 +75,8 @@ def points_close(got: list[tuple[float, float]], want: list[tuple[float, float]]
         ("1m", 300),
         ("raw", 3600),
         ("1m", 3600),
+        ("5m", 300),
+        ("5m", 900),
         ("1h", 3600),
         ("1h", 7200),
     ],
@@ -110,7 +112,7 @@ async def test_every_resolution_matches_raw_truth(
 EXACT: tuple[Aggregation, ...] = ("min", "max", "last", "count")
 
 
-@pytest.mark.parametrize(("resolution", "width"), [("1m", 60), ("1h", 3600)])
+@pytest.mark.parametrize(("resolution", "width"), [("1m", 60), ("5m", 300), ("1h", 3600)])
 async def test_a_step_of_the_rollup_width_reads_its_rows_as_points(
     backend: str, conn: asyncpg.Connection, env: Env, resolution: Resolution, width: int
 ) -> None:
@@ -198,7 +200,7 @@ async def _family(conn: asyncpg.Connection, relation: str) -> set[str]:
     return {r["relname"] for r in rows}
 
 
-async def test_week_of_100_series_at_5_minutes_reads_a_rollup(
+async def test_week_of_100_series_at_5_minutes_reads_the_5m_tier(
     backend: str, conn: asyncpg.Connection, env: Env
 ) -> None:
     ids = await add_series(conn, [(f"s{i}", "gauge") for i in range(100)])
@@ -212,7 +214,9 @@ async def test_week_of_100_series_at_5_minutes_reads_a_rollup(
     await load(conn, rows)
     await maintain(conn, env.settings)
     stmt = await prepare_query(conn, ids, plan(start, end, 300, len(ids), 250_000), "avg")
-    assert stmt.plan.resolution == "1m"
+    assert stmt.plan.resolution == "5m"
+    # Each point is one stored row: nothing is aggregated again at query time.
+    assert "date_bin" not in stmt.sql
     explained = json.loads(
         await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {stmt.sql}", *stmt.args)
     )
@@ -222,18 +226,18 @@ async def test_week_of_100_series_at_5_minutes_reads_a_rollup(
         materialized = await conn.fetchval(
             "SELECT format('%I.%I', materialization_hypertable_schema, "
             "materialization_hypertable_name) FROM timescaledb_information.continuous_aggregates "
-            "WHERE view_name = 'samples_1m'"
+            "WHERE view_name = 'samples_5m'"
         )
         rollup = await _family(conn, materialized)
         watermark = await conn.fetchval(
             "SELECT _timescaledb_functions.to_timestamp("
             "_timescaledb_functions.cagg_watermark(mat_hypertable_id))"
-            " FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = 'samples_1m'"
+            " FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = 'samples_5m'"
         )
     else:
-        rollup = await _family(conn, "samples_1m")
+        rollup = await _family(conn, "samples_5m")
         watermark = await conn.fetchval(
-            "SELECT done_until FROM rollup_watermarks WHERE resolution = 'samples_1m'"
+            "SELECT done_until FROM rollup_watermarks WHERE resolution = 'samples_5m'"
         )
     # The live tail (docs/architecture.md): the rollup answers up to its watermark, raw rows
     # only after it. After a maintenance run every stored row is below the watermark, so the
@@ -252,12 +256,21 @@ def test_plan_picks_resolution_from_step_and_range() -> None:
     assert plan(hour_ago, now, 10, 1, now=now).resolution == "raw"
     assert plan(hour_ago, now, 90, 1, now=now).resolution == "raw"
     assert plan(hour_ago, now, 60, 1, now=now).resolution == "1m"
-    assert plan(now - 7 * DAY, now, 300, 100, now=now).resolution == "1m"
+    # The coarsest tier whose width divides the step.
+    assert plan(now - 7 * DAY, now, 300, 100, now=now).resolution == "5m"
+    assert plan(now - 7 * DAY, now, 900, 100, now=now).resolution == "5m"
+    assert plan(now - DAY, now, 120, 100, now=now).resolution == "1m"
     assert plan(now - 30 * DAY, now, 7200, 100, now=now).resolution == "1h"
     # Raw rows are gone after 30 days: a 10 s step there becomes a 1 minute step on the rollup.
     old = plan(now - 40 * DAY, now - 39 * DAY, 10, 1, now=now, retention=Retention())
     assert (old.resolution, old.step) == ("1m", 60)
-    assert plan(now - 200 * DAY, now - 199 * DAY, 60, 1, now=now).resolution == "1h"
+    # Past the 1m window the 5m tier serves (a 1 minute step grows to 5), past its own the 1h.
+    older = plan(now - 200 * DAY, now - 199 * DAY, 60, 1, now=now)
+    assert (older.resolution, older.step) == ("5m", 300)
+    assert plan(now - 400 * DAY, now - 399 * DAY, 60, 1, now=now).resolution == "1h"
+    # A tier kept shorter than a finer one is skipped where it no longer holds the start.
+    short = Retention(m5=timedelta(days=10))
+    assert plan(now - 20 * DAY, now, 300, 1, now=now, retention=short).resolution == "1m"
     # No step: the finest one that keeps within the cap.
     auto = plan(now - DAY, now, None, 10, max_points=10_000, now=now)
     assert auto.step == 120 and auto.resolution == "1m"

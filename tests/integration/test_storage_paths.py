@@ -266,6 +266,7 @@ async def test_layout(backend: str, db: asyncpg.Connection, env: Env) -> None:
     )
     assert {r["view_name"]: r["materialized_only"] for r in caggs} == {
         "samples_1m": False,
+        "samples_5m": False,
         "samples_1h": False,
     }
     refreshes = by_proc["policy_refresh_continuous_aggregate"]
@@ -279,7 +280,9 @@ async def test_layout(backend: str, db: asyncpg.Connection, env: Env) -> None:
     assert await timescale.unsafe_refresh_policies(db, retention.raw) == []
 
 
-@pytest.mark.parametrize(("table", "width"), [("samples_1m", MINUTE), ("samples_1h", HOUR)])
+@pytest.mark.parametrize(
+    ("table", "width"), [("samples_1m", MINUTE), ("samples_5m", 5 * MINUTE), ("samples_1h", HOUR)]
+)
 async def test_rollups_equal_raw_aggregates(
     backend: str, db: asyncpg.Connection, env: Env, table: str, width: timedelta
 ) -> None:
@@ -354,6 +357,7 @@ async def test_retention_drops_old_data_per_resolution(
 
     assert await ages_in("samples", "time") == {2, 20}
     assert await ages_in("samples_1m", "bucket") == {2, 20, 45}
+    assert await ages_in("samples_5m", "bucket") == {2, 20, 45}
     assert await ages_in("samples_1h", "bucket") == {2, 20, 45, 150}
     assert await db.fetchval("SELECT count(*) FROM plugin_runs") == 1
 
