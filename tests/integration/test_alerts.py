@@ -25,7 +25,7 @@ from tests.integration.alerts_support import (
     smtp_server,
 )
 from tests.integration.ingest_support import streams_ready
-from unity.schemas import Event, Sample
+from unity.schemas import Event, HealthReport, Sample, encode
 from unity.schemas.alerts import DEFAULT_RULES, Rule
 
 MEMORY = Rule(
@@ -227,7 +227,8 @@ async def test_two_evaluators_send_each_transition_once(env: Env) -> None:
 async def test_event_and_health_rules_and_the_evaluators_own_metrics(env: Env) -> None:
     nc, js = await streams_ready(env)
     ups = Rule(name="ups", expr='{kind="on_battery"}', kind="event", severity="critical")
-    await add_rules(env, ups)
+    failing = Rule(name="failing", expr='{plugin="smart"}', kind="health", runs=2)
+    await add_rules(env, ups, failing)
     async with receiver() as hook:
         await add_channel(env, "hook", f"json://127.0.0.1:{hook.port}/")
         async with running_evaluator(env) as evaluator:
@@ -245,11 +246,30 @@ async def test_event_and_health_rules_and_the_evaluators_own_metrics(env: Env) -
 
             await wait_for(told, 30)
             assert hook.requests[0].json()["message"] == "nas: UPS on battery"
+            for status in ("error", "error", "ok"):
+                report = HealthReport(
+                    host="nas", plugin="smart", status=status, message="smartctl: exit 2"
+                )
+                subject = env.settings.subjects.health("nas", "smart")
+                await js.publish(subject, encode(report))
+
+            async def health_told() -> bool:
+                return len(hook.requests) == 3
+
+            await wait_for(health_told, 30)
+            titles = [r.json()["title"] for r in hook.requests[1:]]
+            assert titles == [
+                "[WARNING] failing firing on nas",
+                "[WARNING] failing resolved on nas",
+            ]
+            assert (
+                hook.requests[1].json()["message"] == "nas: plugin smart is error: smartctl: exit 2"
+            )
             batch = evaluator.metrics()
             values = {(s.name, s.labels.get("state", "")): s.value for s in batch.samples}
-            assert values[("alerts_rules", "")] == 1
+            assert values[("alerts_rules", "")] == 2
             assert values[("alerts_active", "firing")] == 1
-            assert values[("alerts_notifications_sent_total", "")] == 1
+            assert values[("alerts_notifications_sent_total", "")] == 3
             assert batch.plugin == "unity-alerts"
     await nc.close()
 
