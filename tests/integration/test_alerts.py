@@ -369,3 +369,31 @@ async def test_a_discord_channel_posts_discords_webhook_body(
     sent = await rows(env, "SELECT status FROM alert_deliveries")
     assert [r["status"] for r in sent] == ["sent"]
     await nc.close()
+
+
+async def test_old_data_arriving_now_neither_resolves_an_absence_nor_fires(env: Env) -> None:
+    nc, js = await streams_ready(env)
+    silent = Rule(name="silent", expr='{plugin="memory"}', kind="absence", by="host", for_s=1.0)
+    await add_rules(env, silent, MEMORY)
+    async with receiver() as hook:
+        await add_channel(env, "hook", f"json://127.0.0.1:{hook.port}/")
+        async with running_evaluator(env):
+            await publish(js, env, "nas", memory(10.0))
+
+            async def fired() -> bool:
+                return len(hook.requests) == 1
+
+            await wait_for(fired, 30)
+            # An hour-old batch (a spool draining, an import) arrives now, far over threshold.
+            await publish(js, env, "nas", memory(99.0), ts=time.time() - 3600)
+            # A change it caused would be out within this (the notification takes < 1 s).
+            await asyncio.sleep(2.0)
+            assert [r.json()["title"] for r in hook.requests] == ["[WARNING] silent firing on nas"]
+            await publish(js, env, "nas", memory(10.0))
+
+            async def resolved() -> bool:
+                return len(hook.requests) == 2
+
+            await wait_for(resolved, 30)
+            assert hook.requests[1].json()["title"] == "[WARNING] silent resolved on nas"
+    await nc.close()
