@@ -52,7 +52,7 @@ export function chart(box, spec) {
         stroke: axis,
         grid: { stroke: grid },
         size: 70,
-        values: (u, ticks) => ticks.map(show),
+        values: (u, ticks) => fmt.ticks(ticks, show),
         // Bytes tick at powers of two, so that the labels come out as whole KiB, MiB, GiB.
         ...(spec.unit === "bytes" ? { incrs: BINARY_STEPS } : {}),
       },

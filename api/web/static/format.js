@@ -3,6 +3,13 @@
 const BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 const SI = ["", "k", "M", "G", "T", "P"];
 
+// `extra` digits beyond the usual: axis ticks closer together than the usual precision shows.
+let extra = 0;
+
+function fixed(v, usual) {
+  return v.toFixed(Math.min(usual + extra, 20));
+}
+
 function scaled(value, base, units) {
   let v = Math.abs(value);
   let i = 0;
@@ -11,7 +18,7 @@ function scaled(value, base, units) {
     i += 1;
   }
   const digits = v >= 100 || i === 0 ? 0 : v >= 10 ? 1 : 2;
-  return `${value < 0 ? "-" : ""}${v.toFixed(digits)} ${units[i]}`.trimEnd();
+  return `${value < 0 ? "-" : ""}${fixed(v, digits)} ${units[i]}`.trimEnd();
 }
 
 export function bytes(value) {
@@ -19,13 +26,21 @@ export function bytes(value) {
 }
 
 export function number(value) {
-  if (Number.isInteger(value) && Math.abs(value) < 10000) return String(value);
-  if (Math.abs(value) < 1000) return value.toFixed(Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2);
+  if (Number.isInteger(value) && Math.abs(value) < 10000 && !extra) return String(value);
+  if (Math.abs(value) < 1000) return fixed(value, Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2);
   return scaled(value, 1000, SI);
 }
 
+/** Labels for axis ticks: with as many more digits as it takes for them to differ. */
+export function ticks(values, show) {
+  let labels = values.map(show);
+  for (extra = 1; extra <= 6 && new Set(labels).size < labels.length; extra++) labels = values.map(show);
+  extra = 0;
+  return labels;
+}
+
 export function percent(value) {
-  return `${value.toFixed(value >= 10 || value === 0 ? 0 : 1)} %`;
+  return `${fixed(value, value >= 10 || value === 0 ? 0 : 1)} %`;
 }
 
 export function duration(seconds) {
@@ -56,7 +71,7 @@ export function unit(value, unitName, rate = false) {
     case "percent":
       return percent(value);
     case "celsius":
-      return `${value.toFixed(1)} °C`;
+      return `${fixed(value, 1)} °C`;
     case "seconds":
       return rate ? `${number(value)} s/s` : duration(value);
     case "hertz":
