@@ -312,10 +312,24 @@ async def delete_plugin(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _plugin_config(row: asyncpg.Record) -> PluginConfig:
+async def _schema(db: asyncpg.Connection | asyncpg.Pool, plugin: str, stored: str) -> Any:
+    """An entry's config schema: its own, else its plugin's from the catalogue (a built-in's
+    real schema, filled by `unity migrate`), else ``{}``."""
+    schema = msgspec.json.decode(stored)
+    if schema:
+        return schema
+    known = await db.fetchval(
+        "SELECT config_schema::text FROM plugin_catalogue WHERE plugin = $1", plugin
+    )
+    return msgspec.json.decode(known) if known else {}
+
+
+async def _plugin_config(
+    db: asyncpg.Connection | asyncpg.Pool, row: asyncpg.Record
+) -> PluginConfig:
     return PluginConfig(
         config=msgspec.json.decode(row["config"]),
-        config_schema=msgspec.json.decode(row["config_schema"]),
+        config_schema=await _schema(db, row["plugin"], row["config_schema"]),
         revision=row["config_revision"],
         enabled=row["enabled"],
         interval_s=row["interval_s"],
@@ -324,7 +338,8 @@ def _plugin_config(row: asyncpg.Record) -> PluginConfig:
 
 async def get_config(request: Request) -> Response:
     st = state_of(request)
-    return MsgspecResponse(_plugin_config(await _fetch(st.pool, await resolve(request, st.pool))))
+    row = await _fetch(st.pool, await resolve(request, st.pool))
+    return MsgspecResponse(await _plugin_config(st.pool, row))
 
 
 async def put_config(request: Request) -> Response:
@@ -333,7 +348,7 @@ async def put_config(request: Request) -> Response:
     body = await read_body(request, ConfigUpdate)
     async with st.pool.acquire() as conn, conn.transaction():
         current = await conn.fetchrow(
-            "SELECT config_schema::text AS config_schema, config_revision FROM plugins"
+            "SELECT plugin, config_schema::text AS config_schema, config_revision FROM plugins"
             " WHERE id = $1 FOR UPDATE",
             plugin_id,
         )
@@ -345,7 +360,7 @@ async def put_config(request: Request) -> Response:
                 "revision_conflict",
                 f"config is at revision {current['config_revision']}, not {body.revision}",
             )
-        check_config(body.config, msgspec.json.decode(current["config_schema"]))
+        check_config(body.config, await _schema(conn, current["plugin"], current["config_schema"]))
         row = await conn.fetchrow(
             f"UPDATE plugins SET config = $2::jsonb, config_revision = config_revision + 1,"  # noqa: S608 -- values are bind parameters
             f" updated_at = now() WHERE id = $1"
@@ -354,7 +369,7 @@ async def put_config(request: Request) -> Response:
             msgspec.json.encode(body.config).decode(),
         )
         await _publish(st, row)
-    return MsgspecResponse(_plugin_config(row))
+        return MsgspecResponse(await _plugin_config(conn, row))
 
 
 async def runs(request: Request) -> Response:

@@ -51,6 +51,10 @@ async def _run(ep: Endpoints, action: str, revision: str) -> str:
 
 async def upgrade(ep: Endpoints, revision: str = "head") -> None:
     await _run(ep, "upgrade", revision)
+    if revision == "head":
+        from unity.compose.catalogue import refresh_catalogue
+
+        await refresh_catalogue(ep)
 
 
 async def downgrade(ep: Endpoints, revision: str = "base") -> None:

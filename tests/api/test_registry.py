@@ -359,3 +359,17 @@ async def test_a_builtin_is_builtin_however_it_came_in(api: Api) -> None:
     external = (await api.get("/plugins", params={"external": "true"})).json()["items"]
     assert external == []
     assert (await api.send("POST", "/plugins/cpu/disable")).json()["enabled"] is False
+
+
+async def test_a_builtin_entry_has_its_plugins_real_config_schema(api: Api) -> None:
+    await api.state.pool.execute(
+        "INSERT INTO plugins (host, plugin, source) VALUES ('nas', 'cpu', 'discovered')"
+    )
+    config = (await api.get("/plugins/cpu/config")).json()
+    assert config["config_schema"]["$ref"].endswith("CpuConfig")
+    assert "percpu" in config["config_schema"]["$defs"]["CpuConfig"]["properties"]
+    bad = await api.send("PUT", "/plugins/cpu/config", json={"config": {"percpu": "x"}})
+    assert bad.status_code == 422, bad.text
+    good = await api.send("PUT", "/plugins/cpu/config", json={"config": {"percpu": False}})
+    assert good.status_code == 200, good.text
+    assert (await _kv(api, "nas", "cpu"))["config"] == {"percpu": False}

@@ -18,6 +18,7 @@ TABLES = {
     "plugin_runs",
     "events",
     "plugins",
+    "plugin_catalogue",
     "api_tokens",
     "alert_rules",
     "alerts",
