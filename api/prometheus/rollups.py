@@ -4,10 +4,10 @@ A window ``[t - range, t]`` whose ends lie on bucket edges is the buckets that s
 ``[t - range, t)`` plus the samples stamped exactly ``t`` (they open the next bucket). Rollup
 rows keep sum, count, min, max and last per bucket, which compose exactly, so sum, count, avg,
 min, max, last and present over such a window come out as from raw samples, reading one row per
-bucket: a month of ``avg_over_time(x[1h])`` at hourly steps reads 720 rows per series, not
-170 000 samples. Used when the range, the offset and every step are whole multiples of the
-bucket width, a window spans at least ``MIN_BUCKETS`` buckets and steps are at least
-``MIN_STEP_BUCKETS`` buckets apart (or there is one step); otherwise raw samples.
+bucket: a month of ``avg_over_time(x[1h])`` at hourly steps reads 720 rows of the 1h rollup
+per series, not 170 000 samples. Used when the range, the offset and every step are whole
+multiples of the bucket width and steps are at least ``MIN_STEP_MS`` apart (or there is one
+step); otherwise raw samples.
 
 Rollup rows come as ``api/query.py`` reads them: TimescaleDB's real-time continuous aggregates,
 or on plain PostgreSQL the stored rows before the rollup's watermark and, after it, buckets
@@ -41,10 +41,9 @@ FUNCTIONS = frozenset(
     }
 )
 TABLES = {3_600_000: "samples_1h", 60_000: "samples_1m"}
-MIN_BUCKETS = 4
-# The samples stamped at each step are looked up one step at a time: at 1-minute steps over a
-# day (1 441 lookups per series) that cost more than reading the raw samples did.
-MIN_STEP_BUCKETS = 5
+# The samples stamped at each step are looked up step by step: at 1-minute steps over a day
+# (1 441 lookups per series) that cost about what reading the raw samples did.
+MIN_STEP_MS = 300_000
 ROW = np.dtype(
     [("fields", ">i2")]
     + [
@@ -66,18 +65,15 @@ _COLUMNS = "series_id::int8, bucket, sum::float8, count::float8, min::float8, ma
 
 
 def width_for(name: str, ref: Times, range_ms: int) -> int | None:
-    """The bucket width that answers ``name`` over these windows exactly and for less than raw
-    samples cost, if one does."""
+    """The widest bucket that answers ``name`` over these windows exactly, when reading it
+    costs less than raw samples (one step, or steps at least ``MIN_STEP_MS`` apart)."""
     if name not in FUNCTIONS:
         return None
     step = int(ref[1] - ref[0]) if len(ref) > 1 else 0
+    if 0 < step < MIN_STEP_MS:
+        return None
     for width in TABLES:
-        if (
-            range_ms % width == 0
-            and range_ms // width >= MIN_BUCKETS
-            and (step == 0 or step >= MIN_STEP_BUCKETS * width)
-            and not (ref % width).any()
-        ):
+        if range_ms % width == 0 and range_ms >= width and not (ref % width).any():
             return width
     return None
 
@@ -157,15 +153,11 @@ async def over_time(
     starts = found["bucket"].astype(np.int64) // 1000 + storage.PG_EPOCH_MS
     order = np.lexsort((starts, series_ids))
     series_ids, starts = series_ids[order], starts[order]
+    columns = [found[c].astype(np.float64)[order] for c in ("sum", "count", "min", "max", "last")]
     out: list[Series] = []
     for row in rows:
         lo, hi = np.searchsorted(series_ids, [row[0], row[0] + 1])
-        part = order[lo:hi]
-        buckets = Buckets(
-            labels_of_row(row),
-            starts[lo:hi],
-            *(found[c].astype(np.float64)[part] for c in ("sum", "count", "min", "max", "last")),
-        )
+        buckets = Buckets(labels_of_row(row), starts[lo:hi], *(c[lo:hi] for c in columns))
         values, present = _combine(name, buckets, exact.get(row[0]), ref, range_ms)
         labels = buckets.labels if name == "last_over_time" else drop_name(buckets.labels)
         out.append(Series(labels, values, present))

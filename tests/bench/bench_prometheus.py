@@ -37,12 +37,15 @@ from unity.sdk.settings import Endpoints, Settings
 
 DAY_MS = 86_400_000
 QUERIES = [
-    "bench_gauge",
-    "rate(bench_bytes_total[5m])",
-    "sum by (host) (rate(bench_bytes_total[5m]))",
-    "avg_over_time(bench_gauge[5m])",
-    "max_over_time(bench_gauge[1h])",
-    "bench_gauge > 50",
+    ("bench_gauge", 60),
+    ("rate(bench_bytes_total[5m])", 60),
+    ("sum by (host) (rate(bench_bytes_total[5m]))", 60),
+    ("avg_over_time(bench_gauge[5m])", 60),
+    ("max_over_time(bench_gauge[1h])", 60),
+    ("bench_gauge > 50", 60),
+    # Wide steps: hourly windows of the day, from the 1m rollup on Unity's side.
+    ("avg_over_time(bench_gauge[1h])", 3600),
+    ("max_over_time(bench_gauge[1h])", 3600),
 ]
 
 
@@ -134,15 +137,15 @@ async def bench(ep: Endpoints, settings: Settings, args: argparse.Namespace, log
 async def measure(
     client: httpx.AsyncClient, api: str, token: str, prom: str, end_ms: int, rounds: int
 ) -> None:
-    # Aligned to the step, as Grafana sends its ranges.
-    end = end_ms // 60_000 * 60
-    params = {"start": str(end - DAY_MS // 1000), "end": str(end), "step": "60"}
     servers = {
         "unity": (f"{api}/prometheus/api/v1/query_range", {"Authorization": f"Bearer {token}"}),
         "prometheus": (f"{prom}/api/v1/query_range", {}),
     }
     print(f"{'query':48} {'unity p50':>10} {'best':>8} {'prom p50':>10} {'best':>8} {'ratio':>6}")
-    for query in QUERIES:
+    for query, step in QUERIES:
+        # Aligned to the step, as Grafana sends its ranges.
+        end = end_ms // (step * 1000) * step
+        params = {"start": str(end - DAY_MS // 1000), "end": str(end), "step": str(step)}
         times: dict[str, list[float]] = {name: [] for name in servers}
         points: dict[str, int] = {}
         for i in range(rounds + 1):
@@ -159,7 +162,7 @@ async def measure(
                     times[name].append(elapsed)
         u, p = statistics.median(times["unity"]), statistics.median(times["prometheus"])
         print(
-            f"{query:48} {u * 1000:8.0f}ms {min(times['unity']) * 1000:6.0f}ms"
+            f"{query + f' @{step}s':48} {u * 1000:8.0f}ms {min(times['unity']) * 1000:6.0f}ms"
             f" {p * 1000:8.0f}ms {min(times['prometheus']) * 1000:6.0f}ms {u / p:6.2f}"
             + ("" if points["unity"] == points["prometheus"] else f"  points differ: {points}"),
             flush=True,
