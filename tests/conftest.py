@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from tests.servers import (
+    Env,
     TestServers,
     drop_database,
     drop_root,
@@ -14,7 +14,6 @@ from tests.servers import (
     isolated_settings,
     start_servers,
 )
-from unity.sdk.settings import Endpoints, Settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,15 +26,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def servers() -> Iterator[TestServers]:
     yield from start_servers()
-
-
-@dataclass(frozen=True)
-class Env:
-    """One test's isolated slice of the shared servers."""
-
-    settings: Settings
-    ep: Endpoints
-    root: str
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import Env
+from tests.servers import Env
 from unity.compose.embedded import NatsServer, free_port
 from unity.ingest.service import Ingest
 from unity.sdk.settings import Endpoints, Settings

@@ -34,6 +34,15 @@ TEMPLATE_DB = "unity_test_template"
 
 
 @dataclass(frozen=True)
+class Env:
+    """One test's isolated slice of the shared servers (the ``env`` fixture)."""
+
+    settings: Settings
+    ep: Endpoints
+    root: str
+
+
+@dataclass(frozen=True)
 class TestServers:
     __test__ = False  # not a test class, whatever pytest thinks of the name
     endpoints: Endpoints  # points at the template database

@@ -16,8 +16,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from starlette.applications import Starlette
 
-from tests.conftest import Env
 from tests.helpers import wait_for
+from tests.servers import Env
 from unity.api.app import create_app
 from unity.api.state import AppState
 from unity.api.tokens import create_token

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.api.conftest import Api, running_api
-from tests.conftest import Env
+from tests.servers import Env
 from unity.api.tokens import create_token, digest, ensure_admin_token, revoke_token
 from unity.compose.cli import main
 

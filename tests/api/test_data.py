@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.api.conftest import Api, running_api, stored, without_valkey
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
+from tests.servers import Env
 from unity.api.selectors import SelectorError, parse
 from unity.schemas import Event, MetricBatch, Sample, encode
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.api.conftest import Api, running_api, without_valkey
-from tests.conftest import Env
+from tests.servers import Env
 from unity.schemas import MetricBatch, Sample
 from unity.schemas.storage import DURABLE
 

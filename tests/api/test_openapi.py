@@ -16,7 +16,7 @@ import uvicorn
 from hypothesis import HealthCheck, Phase
 
 from tests.api.conftest import Api
-from tests.conftest import Env
+from tests.servers import Env
 from unity.api.app import create_app
 from unity.api.tokens import create_token
 from unity.compose.embedded import free_port

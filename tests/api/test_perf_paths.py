@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Env
 from tests.helpers import wait_for
 from tests.integration.ingest_support import Unity, unity_env
+from tests.servers import Env
 from unity.api.latest import read_values
 from unity.compose.embedded import free_port
 from unity.compose.services import _listen

@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 
 from tests.api.conftest import Api, running_api
-from tests.conftest import Env
 from tests.helpers import wait_for
+from tests.servers import Env
 from unity.api import hub, stream
 from unity.api.app import create_app
 from unity.api.state import AppState

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from nats.js import JetStreamContext
 
-from tests.conftest import Env
+from tests.servers import Env
 from unity.compose.embedded import free_port
 from unity.ingest.alerts.service import Evaluator
 from unity.ingest.alerts.store import store_rules

@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
-from tests.conftest import Env
+from tests.servers import Env
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import HealthReport, MetricBatch, Sample, encode
 from unity.schemas.storage import DURABLE

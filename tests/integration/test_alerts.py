@@ -10,7 +10,6 @@ import msgspec
 import pytest
 from apprise.plugins.discord import NotifyDiscord
 
-from tests.conftest import Env
 from tests.helpers import wait_for
 from tests.integration.alerts_support import (
     add_channel,
@@ -25,6 +24,7 @@ from tests.integration.alerts_support import (
     smtp_server,
 )
 from tests.integration.ingest_support import streams_ready
+from tests.servers import Env
 from unity.schemas import Event, HealthReport, Sample, encode
 from unity.schemas.alerts import DEFAULT_RULES, Rule
 

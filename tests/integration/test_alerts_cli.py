@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Env
 from tests.integration.alerts_support import add_channel, receiver, rows
 from tests.integration.ingest_support import unity_env
+from tests.servers import Env
 
 
 def unity(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from nats.js.errors import NotFoundError
 
-from tests.conftest import Env
 from tests.helpers import wait_for
 from tests.integration.alerts_support import (
     Receiver,
@@ -21,6 +20,7 @@ from tests.integration.alerts_support import (
     rows,
 )
 from tests.integration.ingest_support import Unity, streams_ready, unity_env
+from tests.servers import Env
 from unity.schemas.alerts import Rule
 
 pytestmark = pytest.mark.slow

@@ -17,10 +17,9 @@ import pytest
 from nats.js.client import JetStreamContext
 
 from tests.cluster import NatsCluster
-from tests.conftest import Env
 from tests.helpers import running_worker, wait_for
 from tests.integration.ingest_support import streams_ready
-from tests.servers import isolated_settings
+from tests.servers import Env, isolated_settings
 from unity.schemas import MetricBatch, Sample, encode
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import msgspec
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from tests.conftest import Env
 from tests.helpers import wait_for
+from tests.servers import Env
 from unity.collectors.plugins.cpu import CpuConfig
 from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector

@@ -18,8 +18,8 @@ import asyncpg
 import msgspec
 import pytest
 
-from tests.conftest import Env
 from tests.helpers import on_nats, private_nats, wait_for
+from tests.servers import Env
 from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector, Timing
 from unity.ingest.service import Ingest

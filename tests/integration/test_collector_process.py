@@ -15,8 +15,8 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from tests.conftest import Env
 from tests.helpers import wait_for
+from tests.servers import Env
 from unity.collectors.runtime.config import parse_config
 from unity.collectors.runtime.runner import Collector
 from unity.collectors.runtime.spool import DiskSpool

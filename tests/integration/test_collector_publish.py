@@ -9,8 +9,8 @@ from pathlib import Path
 
 import msgspec
 
-from tests.conftest import Env
 from tests.helpers import wait_for
+from tests.servers import Env
 from unity.collectors.runtime.config import AgentConfig, CollectorConfig
 from unity.collectors.runtime.runner import Collector
 from unity.collectors.runtime.sender import Sender

@@ -19,8 +19,8 @@ import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from tests.conftest import Env
 from tests.helpers import on_nats, private_nats, wait_for
+from tests.servers import Env
 from unity.collectors.runtime.config import AgentConfig, CollectorConfig
 from unity.collectors.runtime.runner import Collector
 from unity.collectors.runtime.sender import Sender

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import Env
+from tests.servers import Env
 from unity.compose import dbroles
 from unity.compose.cli import main as unity
 

@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from tests.conftest import Env
 from tests.helpers import count, running_ingest, wait_for
+from tests.servers import Env
 from unity.ingest.streams import ensure_consumers, ensure_streams
 from unity.schemas import (
     MAX_HOST_LEN,

@@ -16,8 +16,8 @@ import msgspec
 import pytest
 
 from tests.api.conftest import running_api
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
+from tests.servers import Env
 from unity.schemas import HealthReport
 
 REPO = Path(__file__).resolve().parents[2]

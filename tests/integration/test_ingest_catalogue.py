@@ -6,8 +6,8 @@ import asyncio
 
 import asyncpg
 
-from tests.conftest import Env
 from tests.helpers import count
+from tests.servers import Env
 from unity.ingest.catalogue import Catalogue, SeriesKey, SeriesSpec, canonical_labels
 
 SERIES = 2000

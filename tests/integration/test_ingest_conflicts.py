@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from tests.conftest import Env
 from tests.helpers import running_worker, wait_for
 from tests.integration.ingest_support import BASE_TS, stored, streams_ready
-from tests.servers import isolated_settings
+from tests.servers import Env, isolated_settings
 from unity.ingest import dlq
 from unity.ingest.cache import read_latest
 from unity.schemas import MetricBatch, Sample, encode

@@ -8,7 +8,6 @@ import asyncio
 import asyncpg
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from tests.conftest import Env
 from tests.helpers import running_ingest, running_worker, wait_for
 from tests.integration.ingest_support import (
     BASE_TS,
@@ -18,7 +17,7 @@ from tests.integration.ingest_support import (
     stored,
     streams_ready,
 )
-from tests.servers import isolated_settings
+from tests.servers import Env, isolated_settings
 from unity.ingest.streams import ensure_streams, ingest_filters
 from unity.schemas.storage import DURABLE
 from unity.sdk.connection import connect_nats

@@ -11,7 +11,6 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     BASE_TS,
@@ -21,6 +20,7 @@ from tests.integration.ingest_support import (
     streams_ready,
     unity_env,
 )
+from tests.servers import Env
 from unity.ingest import dlq
 from unity.schemas import MSGPACK, Event, HealthReport, MetricBatch, Sample, encode
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     Unity,
@@ -23,6 +22,7 @@ from tests.integration.ingest_support import (
     streams_ready,
     unity_env,
 )
+from tests.servers import Env
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.conftest import Env
 from tests.helpers import running_worker, wait_for
 from tests.integration.ingest_support import (
     BASE_TS,
@@ -21,7 +20,7 @@ from tests.integration.ingest_support import (
     streams_ready,
     unity_env,
 )
-from tests.servers import isolated_settings
+from tests.servers import Env, isolated_settings
 from unity.ingest import dlq
 from unity.schemas import MSGPACK, Event, HealthReport, MetricBatch, Sample, encode
 

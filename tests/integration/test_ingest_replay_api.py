@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     assert_exactly,
@@ -16,6 +15,7 @@ from tests.integration.ingest_support import (
     stored,
     streams_ready,
 )
+from tests.servers import Env
 from unity.api.app import create_app
 from unity.api.tokens import create_token
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import (
     assert_exactly,
@@ -18,6 +17,7 @@ from tests.integration.ingest_support import (
     stored,
     streams_ready,
 )
+from tests.servers import Env
 from unity.ingest.replay import Replay
 from unity.sdk.connection import pg_pool
 

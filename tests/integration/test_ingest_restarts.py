@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env
 from tests.helpers import on_nats, running_worker, wait_for
 from tests.integration.ingest_support import (
     assert_exactly,
@@ -26,7 +25,7 @@ from tests.integration.ingest_support import (
     stored,
     streams_ready,
 )
-from tests.servers import isolated_settings
+from tests.servers import Env, isolated_settings
 from unity.compose import migrate
 from unity.compose.embedded import NatsServer, PostgresServer, free_port
 

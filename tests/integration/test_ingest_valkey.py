@@ -15,9 +15,9 @@ import msgspec
 import pytest
 
 from tests.api.conftest import running_api
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
 from tests.integration.ingest_support import BASE_TS, publish_batches, stored
+from tests.servers import Env
 from unity.compose.embedded import ValkeyServer, free_port
 from unity.ingest.cache import read_latest, write_latest
 from unity.schemas.api import LatestValue

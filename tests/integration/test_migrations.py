@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from alembic.script import ScriptDirectory
 
-from tests.conftest import Env
+from tests.servers import Env
 from unity.compose import migrate
 from unity.ingest import timescale
 

@@ -8,7 +8,7 @@ import re
 
 from nats.aio.msg import Msg
 
-from tests.conftest import Env
+from tests.servers import Env
 from unity.collectors.runtime.config import AgentConfig, CollectorConfig
 from unity.collectors.runtime.runner import Collector
 from unity.ingest.streams import ensure_streams

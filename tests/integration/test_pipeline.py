@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import msgspec
 
-from tests.conftest import Env
 from tests.helpers import count, running_ingest, wait_for
+from tests.servers import Env
 from unity.api.app import create_app
 from unity.api.tokens import create_token
 from unity.collectors.plugins.cpu import CpuPlugin

@@ -21,8 +21,8 @@ import nats
 import psutil
 
 from tests.api.conftest import running_api
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
+from tests.servers import Env
 from unity.schemas.storage import DURABLE
 
 REPO = Path(__file__).resolve().parents[2]

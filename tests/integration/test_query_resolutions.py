@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import Env
 from tests.integration.test_storage_paths import (
     DAY,
     HOUR,
@@ -23,6 +22,7 @@ from tests.integration.test_storage_paths import (
     require_backend,
     truth,
 )
+from tests.servers import Env
 from unity.api.query import AGGREGATIONS, Aggregation, QueryError, Resolution, TooManyPoints, plan
 from unity.api.query import prepare as prepare_query
 from unity.api.query import query as run_query

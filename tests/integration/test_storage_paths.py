@@ -21,8 +21,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from tests.conftest import Env
-from tests.servers import TEMPLATE_DB, TestServers
+from tests.servers import TEMPLATE_DB, Env, TestServers
 from unity.compose.cli import main
 from unity.ingest import timescale
 from unity.ingest.maintenance import ROLLUPS, Maintainer, maintain

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Env
 from tests.integration.ingest_support import child_env
+from tests.servers import Env
 from unity.compose import certs
 from unity.compose.cli import main as unity
 from unity.compose.embedded import NatsServer, PostgresServer, _write_private, free_port

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from tests.api.conftest import running_api
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
 from tests.prometheus.support import (
     HEADERS,
@@ -20,6 +19,7 @@ from tests.prometheus.support import (
     real_prometheus,
     write_requests,
 )
+from tests.servers import Env
 from unity.ingest.maintenance import maintain
 
 pytestmark = pytest.mark.slow

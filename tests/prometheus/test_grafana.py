@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from tests.api.conftest import running_api, stored
-from tests.conftest import Env
 from tests.helpers import running_ingest
+from tests.servers import Env
 from unity.schemas import MetricBatch, Sample
 
 ROOT = Path(__file__).resolve().parents[2]

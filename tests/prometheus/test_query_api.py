@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tests.api.conftest import Api, running_api, stored
-from tests.conftest import Env
 from tests.helpers import running_ingest
 from tests.prometheus.support import differences
+from tests.servers import Env
 from unity.schemas import MetricBatch, Sample
 
 NOW = int(time.time()) - 60

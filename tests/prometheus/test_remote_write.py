@@ -16,9 +16,9 @@ import pytest
 import uvicorn
 
 from tests.api.conftest import Api, running_api
-from tests.conftest import Env
 from tests.helpers import running_ingest, wait_for
 from tests.prometheus.support import HEADERS, real_prometheus
+from tests.servers import Env
 from unity.api.remote_write import WriteRequest
 from unity.compose.embedded import free_port
 

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
-from tests.conftest import Env
+from tests.servers import Env
 from unity.compose.embedded import NatsServer, free_port
 from unity.schemas import (
     MAX_PAYLOAD_BYTES,

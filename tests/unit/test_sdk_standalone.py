@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from tests.conftest import Env
 from tests.helpers import wait_for
+from tests.servers import Env
 from unity.ingest.streams import ensure_streams
 from unity.schemas import (
     MAX_PAYLOAD_BYTES,

@@ -18,9 +18,15 @@ import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tests.conftest import Env
 from tests.helpers import running_worker, wait_for
-from tests.servers import TestServers, drop_database, drop_root, fresh_database, isolated_settings
+from tests.servers import (
+    Env,
+    TestServers,
+    drop_database,
+    drop_root,
+    fresh_database,
+    isolated_settings,
+)
 from unity.api.app import create_app
 from unity.api.tokens import create_token
 from unity.compose.embedded import free_port

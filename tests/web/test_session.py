@@ -9,7 +9,7 @@ from http.cookies import SimpleCookie
 import pytest
 
 from tests.api.conftest import Api, running_api
-from tests.conftest import Env
+from tests.servers import Env
 from unity.api.tokens import revoke_token
 from unity.api.web.session import COOKIE, CSRF_HEADER
 
