@@ -91,7 +91,8 @@ async def read_values(
         raw = await client.eval(_READ, 2, *args)  # type: ignore[misc]
     if raw is None:
         raise NotCurrent(f"valkey's latest values under {root!r} await a refresh")
-    # One decode for all: the stored values are LatestValue JSON documents.
+    # One decode for all: the cache's records (schemas.storage.CachedValue) have LatestValue's
+    # fields, so they decode straight into the API's body type.
     return _values.decode(b"[" + b",".join(raw) + b"]")
 
 

@@ -19,16 +19,22 @@ import msgspec
 import valkey.asyncio as valkey
 from valkey.exceptions import ValkeyError
 
-from unity.schemas.api import LatestValue
-from unity.schemas.storage import RUN_ID_LUA, index_key, latest_key, run_key, stamps_key
+from unity.schemas.storage import (
+    RUN_ID_LUA,
+    CachedValue,
+    index_key,
+    latest_key,
+    run_key,
+    stamps_key,
+)
 
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(LatestValue)
+_decoder = msgspec.json.Decoder(CachedValue)
 
 
-def series_field(value: LatestValue) -> str:
+def series_field(value: CachedValue) -> str:
     labels = ",".join(f"{k}={v}" for k, v in sorted(value.labels.items()))
     return f"{value.instance}|{value.name}|{labels}"
 
@@ -58,7 +64,7 @@ return 0
 """
 
 
-async def write_latest(client: valkey.Valkey, root: str, values: Iterable[LatestValue]) -> int:
+async def write_latest(client: valkey.Valkey, root: str, values: Iterable[CachedValue]) -> int:
     """Store each value unless Valkey holds a newer one, and declare the hashes complete;
     returns how many were written."""
     written, run, _ = await _write(client, root, values)
@@ -73,10 +79,10 @@ async def _mark(client: valkey.Valkey, root: str, run: str) -> bool:
 
 
 async def _write(
-    client: valkey.Valkey, root: str, values: Iterable[LatestValue]
+    client: valkey.Valkey, root: str, values: Iterable[CachedValue]
 ) -> tuple[int, str, bool]:
     """Write as ``write_latest`` does; returns (written, Valkey's run, marked complete)."""
-    newest: dict[tuple[str, str], LatestValue] = {}
+    newest: dict[tuple[str, str], CachedValue] = {}
     for value in values:
         slot = (latest_key(root, value.host, value.plugin), series_field(value))
         seen = newest.get(slot)
@@ -102,11 +108,11 @@ CROSS JOIN LATERAL (
 _labels = msgspec.json.Decoder(dict[str, str])
 
 
-async def load_latest(pool: asyncpg.Pool) -> list[LatestValue]:
+async def load_latest(pool: asyncpg.Pool) -> list[CachedValue]:
     """The newest stored sample of every series, as Valkey holds them."""
     rows = await pool.fetch(_LOAD)
     return [
-        LatestValue(
+        CachedValue(
             host=r["host"],
             plugin=r["plugin"],
             instance=r["instance"],
@@ -123,7 +129,7 @@ async def load_latest(pool: asyncpg.Pool) -> list[LatestValue]:
 
 async def read_latest(
     client: valkey.Valkey, root: str, host: str | None = None, plugin: str | None = None
-) -> list[LatestValue]:
+) -> list[CachedValue]:
     if host is not None and plugin is not None:
         keys = [latest_key(root, host, plugin)]
     else:
@@ -142,13 +148,13 @@ async def read_latest(
         for key in keys:
             pipe.hgetall(key)
         results = await pipe.execute()
-    out: list[LatestValue] = []
+    out: list[CachedValue] = []
     for mapping in results:
         out.extend(_decoder.decode(raw) for raw in mapping.values())
     return out
 
 
-Loader = Callable[[], Awaitable[list[LatestValue]]]
+Loader = Callable[[], Awaitable[list[CachedValue]]]
 
 
 class LatestCache:
@@ -172,7 +178,7 @@ class LatestCache:
         self._root = root
         self._max_backoff = max_backoff
         self._load = load
-        self._waiting: dict[tuple[str, str], LatestValue] = {}
+        self._waiting: dict[tuple[str, str], CachedValue] = {}
         self._backoff = 0.0
         self._next_try = 0.0
         self._refreshing: asyncio.Task[None] | None = None
@@ -183,7 +189,7 @@ class LatestCache:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def update(self, values: Iterable[LatestValue]) -> bool:
+    async def update(self, values: Iterable[CachedValue]) -> bool:
         """Queue ``values`` and write all that wait, unless backing off; True when written."""
         for value in values:
             key = (latest_key(self._root, value.host, value.plugin), series_field(value))

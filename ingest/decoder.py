@@ -3,7 +3,7 @@
 The hot path of ingest. A batch with the same series as the source's last one (the usual
 case: a plugin sends the same series every run) takes their ids from that batch after a name
 and labels comparison; otherwise each sample's id comes from a dict lookup (a key that needs no
-label sorting). Each row is packed for binary COPY at once, and a ``LatestValue`` is built only
+label sorting). Each row is packed for binary COPY at once, and a ``CachedValue`` is built only
 for the newest sample of each series. Misses are resolved by the catalogue in one round trip at
 commit time.
 """
@@ -32,7 +32,7 @@ from unity.schemas import (
     split_batch,
     token,
 )
-from unity.schemas.api import LatestValue
+from unity.schemas.storage import CachedValue
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Work:
     # Rows whose series id is not cached yet: (row index, key, spec).
     unresolved: list[tuple[int, FastKey, SeriesSpec]] = field(default_factory=list)
     # Newest sample per series (by id, or by key while the id is unknown): only these become
-    # LatestValue objects for Valkey. Ties go to the sample read last: (message, position).
+    # CachedValue objects for Valkey. Ties go to the sample read last: (message, position).
     newest: dict[FastKey | int, Newest] = field(default_factory=dict)
     # A batch whose series ids are all cached and whose samples all have the batch's time
     # keeps only the newest message per shape (by the shape's id: the entry holds the shape):
@@ -111,7 +111,7 @@ class Work:
         self,
         stored: Mapping[tuple[int, int], float] | None = None,
         ids: Mapping[FastKey, int] | None = None,
-    ) -> list[LatestValue]:
+    ) -> list[CachedValue]:
         """The newest value of each series; where ``stored`` holds a (series id, microseconds)
         the commit found taken by another value (a conflict), that stored value instead, so
         Valkey says what PostgreSQL holds. ``ids`` resolves series not cached at decode time."""
@@ -126,7 +126,7 @@ class Work:
                 sid = key if isinstance(key, int) else (ids or {}).get(key, 0)
                 value = stored.get((sid, round(epoch * 1_000_000)), value)
             out.append(
-                LatestValue(
+                CachedValue(
                     host=src[0],
                     plugin=src[1],
                     instance=src[2],

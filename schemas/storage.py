@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
+
+import msgspec
 
 __all__ = [
     "DURABLE",
@@ -15,6 +17,7 @@ __all__ = [
     "TIERS",
     "TIMESCALE_EXTENSION_SQL",
     "TIMESCALE_HYPERTABLE_SQL",
+    "CachedValue",
     "Retention",
     "RetentionDays",
     "Tier",
@@ -98,6 +101,24 @@ TIERS = (
     Tier("5m", "samples_5m", timedelta(minutes=5), "m5", "samples_1m"),
     Tier("1h", "samples_1h", timedelta(hours=1), "h1", "samples"),
 )
+
+
+class CachedValue(msgspec.Struct, frozen=True):
+    """The newest value of one series as ingest keeps it in Valkey (JSON, one hash field each).
+
+    The cache's own record: its JSON has the fields of the API's ``LatestValue``, which the API
+    decodes from it directly; a test holds the two layouts together.
+    """
+
+    host: str
+    plugin: str
+    instance: str
+    name: str
+    labels: dict[str, str]
+    unit: str
+    kind: Literal["gauge", "counter"]
+    value: float
+    ts: datetime
 
 
 # Valkey: the latest values, one hash per host and plugin (field: instance|name|labels), the

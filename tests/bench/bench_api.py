@@ -49,8 +49,7 @@ from unity.api.tokens import create_token
 from unity.compose.embedded import free_port
 from unity.ingest.cache import write_latest
 from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, maintain
-from unity.schemas.api import LatestValue
-from unity.schemas.storage import floor
+from unity.schemas.storage import CachedValue, floor
 from unity.sdk.connection import valkey_client
 from unity.sdk.settings import Endpoints, Settings
 
@@ -111,7 +110,7 @@ async def load(
             client,
             settings.subjects.root,
             [
-                LatestValue(
+                CachedValue(
                     r["host"],
                     "disk",
                     "",

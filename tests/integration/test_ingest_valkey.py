@@ -20,7 +20,7 @@ from tests.integration.ingest_support import BASE_TS, publish_batches, stored
 from tests.servers import Env
 from unity.compose.embedded import ValkeyServer, free_port
 from unity.ingest.cache import read_latest, write_latest
-from unity.schemas.api import LatestValue
+from unity.schemas.storage import CachedValue
 from unity.sdk.connection import connect_nats, valkey_client
 
 
@@ -85,7 +85,7 @@ async def test_an_older_value_never_replaces_a_newer_one(env: Env) -> None:
     client = valkey_client(env.ep)
     try:
         at = datetime.fromtimestamp(BASE_TS, UTC)
-        newer = LatestValue("h", "p", "", "temp", {"room": "a"}, "celsius", "gauge", 21.0, at)
+        newer = CachedValue("h", "p", "", "temp", {"room": "a"}, "celsius", "gauge", 21.0, at)
         older = msgspec.structs.replace(newer, value=19.0, ts=at.replace(second=0, minute=0))
         assert await write_latest(client, env.root, [newer]) == 1
         assert await write_latest(client, env.root, [older]) == 0
