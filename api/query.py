@@ -218,12 +218,12 @@ def _rollup_sql(table: str, width: int, with_raw: bool, watermark: bool) -> str:
     return f"{stored} UNION ALL {live}"
 
 
-def _per_series(points: str, rate: bool) -> str:
+def _per_series(points: str, rate: bool, order: str = "t") -> str:
     """One row per series, ordered by id, with the points of ``points`` (columns series_id, t,
-    v and, for a rate, last) as arrays in time order."""
-    last = ", array_agg(last ORDER BY t)" if rate else ""
+    v and, for a rate, last) as arrays in time order; ``order`` is the column to sort by."""
+    last = f", array_agg(last ORDER BY {order})" if rate else ""
     return (
-        f"SELECT series_id, array_agg(t ORDER BY t), array_agg(v ORDER BY t){last} "  # noqa: S608
+        f"SELECT series_id, array_agg(t ORDER BY {order}), array_agg(v ORDER BY {order}){last} "  # noqa: S608
         f"FROM ({points}) p GROUP BY 1 ORDER BY 1"
     )
 
@@ -276,11 +276,14 @@ async def prepare(
     columns = "r(bucket, series_id, min, max, sum, count, last)"
     if p.step == width and one_row_per_bucket:
         last_col = ", last" if rate else ""
+        # Sorted by the bucket itself, not its epoch: the rollup's key (series_id, bucket)
+        # then hands the rows over in order and PostgreSQL sorts nothing.
         points = (
-            f"SELECT series_id, {EPOCH.format('bucket')} AS t, "  # noqa: S608
+            f"SELECT series_id, bucket, {EPOCH.format('bucket')} AS t, "  # noqa: S608
             f"{ROLLUP_ROW[aggregation]} AS v{last_col} FROM ({rows}) {columns}"
         )
-        return Statement(p, _per_series(points, rate), tuple(args if with_raw else args[:3]))
+        sql = _per_series(points, rate, order="bucket")
+        return Statement(p, sql, tuple(args if with_raw else args[:3]))
     last_col = f", {ROLLUP_AGG['last']} AS last" if rate else ""
     n = len(args) + 1
     points = (

@@ -6,6 +6,10 @@ partitioned by week that `unity maintain` fills from ``samples_1m``; on Timescal
 continuous aggregate on ``samples_1m`` (hierarchical, TimescaleDB 2.9 or later), real-time like
 the others, with a refresh policy inside the raw window and a retention policy.
 
+The plain table's key carries every column a query reads (``INCLUDE``): a week of 100 series is
+then an index-only scan in (series_id, bucket) order, with no heap visits and no sort (measured
+in `tests/bench/bench_query.py`, docs/benchmarks.md).
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-04
@@ -27,7 +31,7 @@ ROLLUP = """
     sum        double precision NOT NULL,
     count      bigint NOT NULL,
     last       double precision NOT NULL,
-    PRIMARY KEY (series_id, bucket)
+    PRIMARY KEY (series_id, bucket) INCLUDE (min, max, sum, count, last)
 """
 
 
