@@ -222,7 +222,10 @@ class LatestCache:
 
     async def check(self) -> None:
         """Start a refresh if Valkey restarted since its hashes were marked complete (at start,
-        and from the report loop while no data comes)."""
+        and from the report loop while no data comes). Not while backing off after a failure:
+        the next update's write finds the restart and flushes what waits first."""
+        if time.monotonic() < self._next_try:
+            return
         try:
             _, run, marked = await _write(self._client, self._root, ())
         except (ValkeyError, OSError) as exc:
