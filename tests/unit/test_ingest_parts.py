@@ -307,3 +307,15 @@ def test_restart_delays_double_and_start_over_after_a_healthy_run(tmp_path: Path
     assert service.restart_delay(HEALTHY_RUN_S) == 2
     assert workers.restart_delay("w0", HEALTHY_RUN_S) == 2
     assert service.restart_delay(0.5) == 4
+
+
+def test_a_message_that_fails_unexpectedly_is_dead_lettered_and_the_rest_goes_on() -> None:
+    batch = MetricBatch("nas", "disk", [Sample("disk_used", 1.0)], ts=1_795_435_000.0)
+    first, last = js_msg(batch, 1), js_msg(batch, 3)
+    # No JetStream reply subject, so no metadata: reading it raises, as a bug would.
+    odd = Msg(cast(Any, None), subject=first.subject, reply="", data=first.data)
+    work = Decoder(Catalogue()).decode([first, odd, last])
+    assert [(d.msg is odd, d.reason) for d in work.dead] == [(True, "internal_error")]
+    assert work.dead[0].message.startswith("NotJSMessageError")
+    assert len(work.rows) == 2
+    assert work.message_of(0) is first and work.message_of(1) is last
