@@ -224,6 +224,9 @@ class Journal:
     def __init__(self, argv: Sequence[str], timeout: float) -> None:
         self.argv = list(argv)
         self.timeout = timeout
+        # Set when journalctl warned that this user cannot see the system's messages: an
+        # empty answer then means "not allowed", not "nothing happened".
+        self.note = ""
 
     def entries(
         self, cursor: str, matches: Sequence[str], *, from_start: bool, limit: int
@@ -233,12 +236,17 @@ class Journal:
         ``matches`` are journalctl arguments (``-t``/``-u``...). On a first run without
         ``from_start`` only the newest entry is read, for its cursor: nothing old is counted.
         """
-        args = ["-o", "json", "--no-pager", "-q", *matches]
+        args = ["-o", "json", "--no-pager", *matches]
         if cursor:
             args.append(f"--after-cursor={cursor}")
         elif not from_start:
             args.extend(["-n", "1"])
         out = command.run(self.argv, args, timeout=self.timeout)
+        if "not seeing messages from other users" in out.stderr:
+            self.note = (
+                "journalctl: this user sees only its own messages"
+                " (add it to the systemd-journal or adm group)"
+            )
         found: list[dict[str, Any]] = []
         for line in out.stdout.splitlines():
             try:

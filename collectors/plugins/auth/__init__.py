@@ -30,6 +30,7 @@ SUDO_FAILED = re.compile(
     r"|command not allowed|a password is required)\b"
 )
 SSH_PROGRAMS = ("sshd", "sshd-session")
+JOURNALD_SOCKET = "/run/systemd/journal/socket"
 
 
 @dataclass
@@ -133,8 +134,11 @@ class AuthPlugin(Plugin):
         if self._mode() == "files":
             return None if self._files() else f"none of {', '.join(self.config.files)} exists"
         why = command.missing(self.config.command)
-        if why and self.config.source == "auto":
-            return f"no auth log file ({', '.join(self.config.files)}) and {why}"
+        if self.config.source == "auto":
+            if why is None and not Path(JOURNALD_SOCKET).exists():
+                why = "journald is not running"
+            if why:
+                return f"no auth log file ({', '.join(self.config.files)}) and {why}"
         return why
 
     def _read(self, offsets: tail.Offsets, window: Window) -> None:
@@ -148,6 +152,8 @@ class AuthPlugin(Plugin):
                 limit=c.max_entries,
             )
             offsets.cursors["journal"] = cursor
+            if journal.note:
+                self._problems.append(journal.note)
             for entry in entries:
                 window.add(str(entry.get("SYSLOG_IDENTIFIER", "")), tail.message(entry))
             return

@@ -142,6 +142,8 @@ class LogPlugin(Plugin):
                 limit=c.max_entries,
             )
             offsets.cursors[key] = cursor
+            if journal.note:
+                self._problems.append(journal.note)
             found.append((source.name, [tail.message(e) for e in entries]))
         return found
 

@@ -4,6 +4,7 @@ journalctl printing its JSON format."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ def test_rotation_during_the_test_loses_and_doubles_nothing(tmp_path: Path) -> N
 def test_auto_falls_back_to_the_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cursor = (JOURNAL / "journalctl-252-sshd-last.jsonl").read_text().split('"__CURSOR":"')[1]
     cursor = cursor.split('"')[0]
-    base = "-o json --no-pager -q --identifier=sshd --identifier=sshd-session --identifier=sudo"
+    base = "-o json --no-pager --identifier=sshd --identifier=sshd-session --identifier=sudo"
     install(
         monkeypatch,
         tmp_path / "bin",
@@ -119,6 +120,12 @@ def test_auto_falls_back_to_the_journal(tmp_path: Path, monkeypatch: pytest.Monk
         },
     )
     p = plugin(tmp_path, tmp_path / "no-auth.log")
+    assert p.unavailable() == (
+        f"no auth log file ({tmp_path / 'no-auth.log'}) and journald is not running"
+    )
+    socket = tmp_path / "journal.socket"
+    socket.touch()
+    monkeypatch.setattr("unity.collectors.plugins.auth.JOURNALD_SOCKET", str(socket))
     assert p.unavailable() is None
     assert by_key(collect(p))[key("auth_ssh_failures")] == 0
     values = by_key(collect(p))
@@ -126,6 +133,28 @@ def test_auto_falls_back_to_the_journal(tmp_path: Path, monkeypatch: pytest.Monk
     assert values[key("auth_ssh_successes_total", method="publickey")] == 1
     # The invalid user whose MESSAGE journald exported as bytes.
     assert values[key("auth_ssh_invalid_users_total")] == 1
+
+
+def test_journal_this_user_cannot_read_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # journalctl run by a user outside systemd-journal/adm: exit 0, own entries only, a hint.
+    fake = tmp_path / "bin" / "journalctl"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "sys.stderr.write('Hint: You are currently not seeing messages from other users and the"
+        " system.\\n      Users in groups \\'adm\\', \\'systemd-journal\\' can see all"
+        " messages.\\n      Pass -q to turn off this notice.\\n')\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    p = plugin(tmp_path, tmp_path / "auth.log", source="journal")
+    values = by_key(collect(p))
+    assert values[key("auth_ssh_failures")] == 0
+    health = p.health()
+    assert health is not None and "sees only its own messages" in health.message
 
 
 def test_unavailable_names_both_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -280,7 +280,7 @@ def test_bad_regex_and_unknown_keys_are_refused() -> None:
 def test_journal_cursor_kept_across_runs_and_restarts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = "-o json --no-pager -q --identifier=sshd"
+    base = "-o json --no-pager --identifier=sshd"
     log = install(
         monkeypatch,
         tmp_path / "bin",
