@@ -247,60 +247,71 @@ def _matches(matchers: str, labels: dict[str, str]) -> bool:
 
 
 async def record(
-    db: asyncpg.Pool, change: AlertChange, inhibitors: set[str], group_wait: float
+    db: asyncpg.Pool, changes: list[AlertChange], inhibitors: set[str], group_wait: float
 ) -> int:
-    """Store the change in history and queue its deliveries; the number queued (-1: seen)."""
+    """Store changes in history and queue their deliveries, in one transaction: the changes of
+    one fetch become visible to the sender together, so a group is never cut in two by the
+    time it took to record it. The number of deliveries queued."""
     now = datetime.now(UTC)
     async with db.acquire() as conn, conn.transaction():
-        inserted = await conn.fetchval(
-            "INSERT INTO alert_history (change_id, rule, fingerprint, episode, state, repeat,"
-            " severity, value, labels, message, ts) VALUES"
-            " ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)"
-            " ON CONFLICT (change_id) DO NOTHING RETURNING id",
-            change.id,
+        return sum([await _record(conn, c, inhibitors, group_wait, now) for c in changes])
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    change: AlertChange,
+    inhibitors: set[str],
+    group_wait: float,
+    now: datetime,
+) -> int:
+    """One change: its history row, then its deliveries (0 when seen before or quiet)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO alert_history (change_id, rule, fingerprint, episode, state, repeat,"
+        " severity, value, labels, message, ts) VALUES"
+        " ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)"
+        " ON CONFLICT (change_id) DO NOTHING RETURNING id",
+        change.id,
+        change.rule,
+        change.fingerprint,
+        change.episode,
+        change.state,
+        change.repeat,
+        change.severity,
+        change.value,
+        _json.encode(change.labels).decode(),
+        change.message,
+        _at(change.ts),
+    )
+    if inserted is None:
+        return 0
+    why = await _quiet(conn, change, inhibitors, now)
+    if why is not None:
+        await conn.execute("UPDATE alert_history SET suppressed = $2 WHERE id = $1", inserted, why)
+        return 0
+    channels = [
+        row["id"]
+        for row in await conn.fetch(
+            "SELECT id, min_severity, matchers FROM alert_channels WHERE enabled"
+        )
+        if SEVERITY_RANK[change.severity] >= SEVERITY_RANK[row["min_severity"]]
+        and _matches(row["matchers"], change.labels)
+    ]
+    group = f"{change.rule}|{change.labels.get('host', '')}|{change.state}|{change.repeat}"
+    await conn.executemany(
+        # A group goes out when its first member's wait is over: later members join it.
+        "INSERT INTO alert_deliveries (change_id, channel_id, group_key, next_attempt_at)"
+        " SELECT $1, $2, $3, coalesce((SELECT min(next_attempt_at) FROM alert_deliveries"
+        " WHERE channel_id = $2 AND group_key = $3 AND status = 'pending'"
+        " AND attempts = 0), now() + make_interval(secs => $4))"
+        " ON CONFLICT DO NOTHING",
+        [(change.id, channel, group, group_wait) for channel in channels],
+    )
+    if channels:
+        await conn.execute(
+            "UPDATE alerts SET last_notified_at = now() WHERE rule = $1 AND fingerprint = $2"
+            " AND episode = $3",
             change.rule,
             change.fingerprint,
             change.episode,
-            change.state,
-            change.repeat,
-            change.severity,
-            change.value,
-            _json.encode(change.labels).decode(),
-            change.message,
-            _at(change.ts),
         )
-        if inserted is None:
-            return -1
-        why = await _quiet(conn, change, inhibitors, now)
-        if why is not None:
-            await conn.execute(
-                "UPDATE alert_history SET suppressed = $2 WHERE id = $1", inserted, why
-            )
-            return 0
-        channels = [
-            row["id"]
-            for row in await conn.fetch(
-                "SELECT id, min_severity, matchers FROM alert_channels WHERE enabled"
-            )
-            if SEVERITY_RANK[change.severity] >= SEVERITY_RANK[row["min_severity"]]
-            and _matches(row["matchers"], change.labels)
-        ]
-        group = f"{change.rule}|{change.labels.get('host', '')}|{change.state}|{change.repeat}"
-        await conn.executemany(
-            # A group goes out when its first member's wait is over: later members join it.
-            "INSERT INTO alert_deliveries (change_id, channel_id, group_key, next_attempt_at)"
-            " SELECT $1, $2, $3, coalesce((SELECT min(next_attempt_at) FROM alert_deliveries"
-            " WHERE channel_id = $2 AND group_key = $3 AND status = 'pending'"
-            " AND attempts = 0), now() + make_interval(secs => $4))"
-            " ON CONFLICT DO NOTHING",
-            [(change.id, channel, group, group_wait) for channel in channels],
-        )
-        if channels:
-            await conn.execute(
-                "UPDATE alerts SET last_notified_at = now() WHERE rule = $1 AND fingerprint = $2"
-                " AND episode = $3",
-                change.rule,
-                change.fingerprint,
-                change.episode,
-            )
-        return len(channels)
+    return len(channels)

@@ -51,6 +51,7 @@ class Receiver:
     requests: list[Request] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -59,9 +60,13 @@ class Receiver:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            # Kept-alive client connections too: Python 3.11's wait_closed leaves them open.
+            for writer in list(self._writers):
+                writer.close()
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -83,6 +88,7 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     def texts(self) -> list[str]:
