@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import msgspec
@@ -322,3 +323,67 @@ def test_journalctl_failure_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     config = LogConfig(journal=[JournalSource("all")], state_dir=str(tmp_path / "s"))
     with pytest.raises(CommandError, match="journalctl exited 64"):
         collect(LogPlugin(config))
+
+
+def logrotate(tmp_path: Path, log: Path, directive: str) -> None:
+    """Rotate ``log`` with the real logrotate (forced), as cron would."""
+    conf = tmp_path / f"logrotate-{directive}.conf"
+    conf.write_text(f"{log} {{\n    {directive}\n    rotate 3\n    missingok\n}}\n")
+    subprocess.run(
+        ["logrotate", "--force", "--state", str(tmp_path / "logrotate.state"), str(conf)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate not installed")
+@pytest.mark.parametrize("directive", ["create", "copytruncate", "nocreate"])
+def test_the_real_logrotate(tmp_path: Path, directive: str) -> None:
+    log = tmp_path / "app.log"
+    append(log, "start")
+    p = plugin(tmp_path, log)
+    collect(p)
+    for round_ in range(3):
+        append(log, f"error {round_} before")
+        logrotate(tmp_path, log, directive)
+        append(log, f"error {round_} after")  # nocreate: the app makes the file again
+        sink = collect(p)
+        assert [h["line"] for h in sink.events[0].data["lines"]] == [
+            f"error {round_} before",
+            f"error {round_} after",
+        ]
+        assert p.health() is None
+    values = by_key(collect(p))
+    assert matches(values, "error") == 6
+    assert values[key("log_rotations_total", source="app")] == 3
+    assert sorted(f.name for f in tmp_path.glob("app.log*")) == [
+        "app.log", "app.log.1", "app.log.2", "app.log.3"
+    ]  # fmt: skip
+
+
+def test_file_replaced_while_the_run_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "app.log"
+    append(log, "start")
+    p = plugin(tmp_path, log)
+    collect(p)
+    append(log, "error in the old file")
+    real_open = os.open
+
+    def open_then_replace(path: str | Path, flags: int, *args: int) -> int:
+        fd = real_open(path, flags, *args)
+        if Path(path) == log:  # the file is swapped right after we opened it
+            fresh = tmp_path / "fresh"
+            fresh.write_text("error in the new file\n")
+            os.replace(fresh, log)
+        return fd
+
+    monkeypatch.setattr(tail.os, "open", open_then_replace)
+    sink = collect(p)
+    monkeypatch.setattr(tail.os, "open", real_open)
+    # What this run read and the position it kept belong to the file it opened, not a mix.
+    assert [h["line"] for h in sink.events[0].data["lines"]] == ["error in the old file"]
+    sink = collect(p)
+    assert [h["line"] for h in sink.events[0].data["lines"]] == ["error in the new file"]
