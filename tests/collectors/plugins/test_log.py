@@ -380,9 +380,9 @@ def test_file_replaced_while_the_run_reads_it(
             os.replace(fresh, log)
         return fd
 
-    monkeypatch.setattr(tail.os, "open", open_then_replace)
+    monkeypatch.setattr(os, "open", open_then_replace)  # tail reads through os.open
     sink = collect(p)
-    monkeypatch.setattr(tail.os, "open", real_open)
+    monkeypatch.setattr(os, "open", real_open)
     # What this run read and the position it kept belong to the file it opened, not a mix.
     assert [h["line"] for h in sink.events[0].data["lines"]] == ["error in the old file"]
     sink = collect(p)
