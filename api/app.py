@@ -39,6 +39,7 @@ from unity.api.limits import BodyLimit
 from unity.api.metrics import ApiMetrics
 from unity.api.openapi import document
 from unity.api.operation import Operation, to_routes
+from unity.api.query import POOL_SETTINGS
 from unity.api.state import AppState
 from unity.api.web import pages, session
 from unity.sdk.connection import connect_nats, pg_pool, valkey_client
@@ -73,7 +74,7 @@ def _version() -> str:
 def create_app(settings: Settings, ep: Endpoints) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await pg_pool(ep, min_size=1, max_size=8)
+        pool = await pg_pool(ep, min_size=1, max_size=8, server_settings=POOL_SETTINGS)
         client = valkey_client(ep)
         nc = await connect_nats(ep, "unity-api")
         js = nc.jetstream()

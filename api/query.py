@@ -61,6 +61,10 @@ TABLES: dict[Resolution, str] = {
 # Steps an automatic choice picks from, in seconds.
 STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 DEFAULT_MAX_POINTS = 250_000
+# For the API's connections. asyncpg prepares every statement, and after five runs PostgreSQL
+# may switch to a generic plan, blind to the ids and the range: a week of 100 series then lost
+# the rollup key's index-only scan for a scan and sort at twice the time (bench_query).
+POOL_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 # Bucket starts travel as epoch seconds: decoding 200 000 floats is far cheaper than datetimes.
 EPOCH = "date_part('epoch', {})"

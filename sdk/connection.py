@@ -263,8 +263,14 @@ def _pg_ssl(ep: Endpoints) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ep.database_ca) if ep.database_ca else None
 
 
-async def pg_pool(ep: Endpoints, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
-    """A PostgreSQL pool from ``ep`` (needs the ``server`` extra)."""
+async def pg_pool(
+    ep: Endpoints,
+    min_size: int = 1,
+    max_size: int = 4,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
+    """A PostgreSQL pool from ``ep`` (needs the ``server`` extra); ``server_settings`` are
+    set on each of its connections."""
     import asyncpg
 
     return await asyncpg.create_pool(
@@ -273,6 +279,7 @@ async def pg_pool(ep: Endpoints, min_size: int = 1, max_size: int = 4) -> asyncp
         min_size=min_size,
         max_size=max_size,
         ssl=_pg_ssl(ep),
+        server_settings=server_settings,
     )
 
 

@@ -19,7 +19,9 @@ and with 50 clients paced at one request per ``--pace`` seconds each (dashboards
 Prints p50/p99 per run and requests per second. Clients share the 2 cores with the server.
 
 ``--api`` (repeatable) names the checkout to run the API from and its number of workers
-(``UNITY_API_WORKERS``; default: this checkout, one worker). With several, every case runs
+(``UNITY_API_WORKERS``; default: this checkout, one worker); a third field ``asyncio`` runs it
+with uvloop and httptools hidden, so that uvicorn falls back to asyncio's loop and h11 (the
+server before issue 18). With several, every case runs
 against each in turn, ``--rounds`` times (every other round in reverse order), all on the same
 loaded data: the machine is shared and noisy, so two builds compare fairly only when measured
 side by side in the same minutes. For the code before a change: `git worktree add DIR REV`.
@@ -135,15 +137,27 @@ class ApiBuild:
 
     root: Path
     workers: int
+    pure: bool = False  # asyncio's loop and h11, whatever is installed
 
     @classmethod
     def parse(cls, spec: str) -> ApiBuild:
-        root, _, workers = spec.partition(":")
-        return cls(Path(root).resolve(), int(workers or 1))
+        root, _, rest = spec.partition(":")
+        workers, _, loop = rest.partition(":")
+        if loop not in ("", "asyncio"):
+            raise ValueError(f"--api {spec}: the third field can only be 'asyncio'")
+        return cls(Path(root).resolve(), int(workers or 1), loop == "asyncio")
 
     @property
     def label(self) -> str:
-        return f"{self.root.name}:{self.workers}"
+        return f"{self.root.name}:{self.workers}{':asyncio' if self.pure else ''}"
+
+
+# `python -m unity.compose` with uvloop and httptools unimportable: uvicorn's "auto" choices
+# then fall back to asyncio's event loop and the pure-Python h11 parser.
+PURE = (
+    "import runpy, sys; sys.modules['uvloop'] = None; sys.modules['httptools'] = None; "
+    "sys.argv[0] = 'unity'; runpy.run_module('unity.compose', run_name='__main__', alter_sys=True)"
+)
 
 
 def api_process(
@@ -166,7 +180,9 @@ def api_process(
     with log.open("ab") as fh:
         # `-m` puts the working directory first on sys.path: the build's own packages load.
         return subprocess.Popen(
-            [sys.executable, "-m", "unity.compose", "api"],
+            [sys.executable, "-c", PURE, "api"]
+            if build.pure
+            else [sys.executable, "-m", "unity.compose", "api"],
             env=env,
             cwd=build.root,
             stdout=fh,

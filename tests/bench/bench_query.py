@@ -29,7 +29,7 @@ from pathlib import Path
 
 import asyncpg
 
-from unity.api.query import Resolution, plan
+from unity.api.query import POOL_SETTINGS, Resolution, plan
 from unity.api.query import prepare as prepare_query
 from unity.api.query import query as run_query
 from unity.compose import migrate
@@ -37,6 +37,7 @@ from unity.compose.embedded import PostgresServer, free_port
 from unity.ingest import timescale
 from unity.ingest.maintenance import PARTITIONED, Report, ensure_partitions, maintain
 from unity.schemas.storage import floor
+from unity.sdk.connection import pg_pool
 from unity.sdk.settings import Endpoints, load_settings
 
 HOUR = timedelta(hours=1)
@@ -139,9 +140,8 @@ async def bench(
         # As autovacuum leaves a week-old database: statistics, and pages marked all-visible
         # (what lets the rollup key answer by an index-only scan).
         await conn.execute("VACUUM ANALYZE")
-        pool = await asyncpg.create_pool(
-            ep.database_url, password=ep.database_password, min_size=1, max_size=2
-        )
+        # Connections set up as the API's are.
+        pool = await pg_pool(ep, min_size=1, max_size=2, server_settings=POOL_SETTINGS)
         try:
 
             def week(resolution: Resolution | None) -> Callable[[], Awaitable[int]]:
