@@ -121,6 +121,11 @@ def transmission(config: Client) -> Reading:
             if answer.status == 409:  # CSRF protection: retry with the session id it gave
                 session = answer.headers.get("x-transmission-session-id", "")
                 continue
+            if answer.status in (401, 403):
+                raise appapi.AppError(
+                    f"Transmission: {method} answered {answer.status}: wrong or missing token",
+                    answer.status,
+                )
             if answer.status >= 300:
                 raise appapi.AppError(f"Transmission: {method} answered {answer.status}")
             data = json.loads(answer.body)

@@ -3,6 +3,7 @@ and SABnzbd (numbers as strings, key in a POST body) serving recorded answers.""
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.parse
 from pathlib import Path
@@ -80,6 +81,7 @@ def test_qbittorrent_wrong_password_says_so(monkeypatch: pytest.MonkeyPatch) -> 
 
 def transmission_routes(user: str = "") -> dict[str, Any]:
     session = "Vv0dS7mUe1XJ7lpNqK3a9H2xZcB4fG6r"
+    basic = "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
     answers = {
         "session-stats": load(DATA / "transmission-4.0.6-session-stats.json"),
         "torrent-get": load(DATA / "transmission-4.0.6-torrent-get.json"),
@@ -87,6 +89,8 @@ def transmission_routes(user: str = "") -> dict[str, Any]:
     }
 
     def rpc(request: Request) -> Reply:
+        if user and request.headers.get("Authorization") != basic:
+            return (401, b"<h1>401: Unauthorized</h1>", {"Content-Type": "text/html"})
         if request.headers.get("X-Transmission-Session-Id") != session:
             body = b"<h1>409: Conflict</h1><p>Your request had an invalid session-id header.</p>"
             return (409, body, {"X-Transmission-Session-Id": session, "Content-Type": "text/html"})
@@ -109,6 +113,18 @@ def test_transmission_session_id_handshake() -> None:
     # One 409, then every call carries the session id.
     assert len(app.seen) == 4
     assert sink.events[0].data["version"] == "4.0.6 (38c164933e)"
+
+
+def test_transmission_basic_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TR_PW", PASSWORD)
+    with serve(transmission_routes("transmission")) as app:
+        client = Client(name="tr", kind="transmission", url=app.url, username="transmission",
+                        token_env="TR_PW")  # fmt: skip
+        values = by_key(collect(plugin(client)))
+        assert values[key("downloads_up", client="tr", kind="transmission")] == 1
+        monkeypatch.setenv("TR_PW", "wrong")
+        with pytest.raises(AppError, match="session-stats answered 401: wrong or missing token"):
+            collect(plugin(client))
 
 
 def sab_routes(name: str, folder: Path = DATA) -> dict[str, Any]:
