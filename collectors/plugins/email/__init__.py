@@ -1,4 +1,4 @@
-"""Mail queues: Postfix (`postqueue -j`, or `-p` text), sendmail-style `mailq`, and `exim -bpc`."""
+"""Mail queues: Postfix (`postqueue -j`, or `-p` text), Postfix-format `mailq`, and `exim -bpc`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import msgspec
 from unity.collectors import command
 from unity.sdk import Health, Metric, Plugin, Sink
 
-DEFAULT_COMMAND = {"postfix": ["postqueue"], "sendmail": ["mailq"], "exim": ["exim"]}
+DEFAULT_COMMAND = {"postfix": ["postqueue"], "mailq": ["mailq"], "exim": ["exim"]}
 # "1FC3A100A1FF*   10438 Wed Jun 26 13:39:27  root@localhost.test"
 _TEXT_ENTRY = re.compile(
     r"^([0-9A-Za-z]+)([*!]?)\s+(\d+)\s+(\w{3} \w{3}\s+\d+ \d\d:\d\d:\d\d)\s+(\S*)"
@@ -25,7 +25,8 @@ _DOWN = ("mail system is down", "Queue report unavailable")
 
 
 class EmailConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    mta: Literal["postfix", "sendmail", "exim"] = "postfix"
+    # "mailq": a `mailq` printing Postfix's text (Postfix's own, or a wrapper around it).
+    mta: Literal["postfix", "mailq", "exim"] = "postfix"
     # The argv prefix; default ["postqueue"], ["mailq"] or ["exim"].
     command: list[str] = []
     # Postfix 3.1+: `postqueue -j` (exact times); false reads the `-p` text.
@@ -115,7 +116,7 @@ class EmailPlugin(Plugin):
     name = "Mail queue"
     description = "MTA queue size, bytes and oldest message per queue; MTA up (Postfix, Exim)."
     category = "apps"
-    tags = ("postfix", "exim", "sendmail", "mail")
+    tags = ("postfix", "exim", "mail")
     Config = EmailConfig
     metrics = (
         Metric("email_mta_up", "", "gauge", "0 when the MTA says it is down"),

@@ -72,7 +72,7 @@ def test_other_failures_fail_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/fixtures is absent")
 def test_recorded_postqueue_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch, tmp_path, "mailq", {"": SHARED / "netdata-postqueue.txt"})
-    values = by_key(collect(EmailPlugin(EmailConfig(mta="sendmail"))))
+    values = by_key(collect(EmailPlugin(EmailConfig(mta="mailq"))))
     # The listing shows 11 active messages; its totals line counts the whole queue.
     assert values[key("email_queue_messages", queue="active")] == 11
     assert values[key("email_queue_messages", queue="all")] == 12991
