@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
+from unity.schemas.alerts import AlertChange, RuleFile
 from unity.schemas.codec import MESSAGE_TYPES
 from unity.schemas.validate import (
     MAX_HOST_LEN,
@@ -34,6 +35,9 @@ from unity.schemas.validate import (
 __all__ = ["SCHEMA_DIR", "drift", "file_name", "generate", "main", "render", "schema_of", "write"]
 
 SCHEMA_DIR: Final = Path(__file__).parent / "json"
+# Besides the wire messages: the state changes on ``unity.alerts.<rule>`` and the rule files
+# ``unity alerts`` reads.
+DOCUMENTED: Final = (*MESSAGE_TYPES, AlertChange, RuleFile)
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -104,8 +108,8 @@ def render(type_: type[Any]) -> str:
 
 
 def generate() -> dict[str, str]:
-    """File name -> file text for every wire message."""
-    return {file_name(t): render(t) for t in MESSAGE_TYPES}
+    """File name -> file text for every wire message, alert change and the rule file."""
+    return {file_name(t): render(t) for t in DOCUMENTED}
 
 
 def drift(directory: Path = SCHEMA_DIR) -> list[str]:
