@@ -101,6 +101,8 @@ class Client:
         body: bytes | None = None,
         ok: range = range(200, 300),
     ) -> webapi.Response:
+        if not self.base:
+            raise AppError(f"{self.app}: no url configured")
         url = self.base + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         try:
             return webapi.get(

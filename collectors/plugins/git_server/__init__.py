@@ -116,7 +116,7 @@ class GitServerPlugin(Plugin):
         raise appapi.AppError(f"{client.app}: {path} still had pages after {self.config.max_pages}")
 
     def repositories(self) -> tuple[list[Repo], str]:
-        secret = appapi.token(self.config, self.config.kind)
+        secret = appapi.token(self.config, "GitLab" if self.config.kind == "gitlab" else "Gitea")
         if self.config.kind == "gitlab":
             client = appapi.Client("GitLab", self.config, {"PRIVATE-TOKEN": secret})
             version = client.json("/api/v4/version")

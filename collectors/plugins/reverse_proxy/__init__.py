@@ -113,7 +113,7 @@ class ReverseProxyPlugin(Plugin):
             done += 1
             sink.add("proxy_up", 1.0, {"proxy": proxy.name, "kind": proxy.kind})
             self._changed(sink, proxy, issues)
-        if not done:
+        if self.config.proxies and not done:
             raise appapi.AppError("; ".join(self._problems))
 
     def _changed(self, sink: Sink, proxy: Proxy, issues: list[str]) -> None:

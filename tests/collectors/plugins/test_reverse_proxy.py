@@ -196,3 +196,8 @@ def test_config() -> None:
         ReverseProxyPlugin.parse_config(
             {"proxies": [{"name": "n", "url": "http://t", "token": "x"}]}
         )
+
+
+def test_nothing_configured_is_an_empty_run() -> None:
+    sink = collect(ReverseProxyPlugin())
+    assert sink.samples == [] and sink.events == []

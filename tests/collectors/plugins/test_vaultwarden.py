@@ -51,3 +51,8 @@ def test_not_vaultwarden_and_not_there() -> None:
     with pytest.raises(AppError, match="ConnectionRefused"):
         collect(VaultwardenPlugin(VaultwardenConfig(url=url)))
     assert VaultwardenPlugin().unavailable() == "no url configured"
+
+
+def test_no_url_says_so() -> None:
+    with pytest.raises(AppError, match=r"^Vaultwarden: no url configured$"):
+        collect(VaultwardenPlugin())
