@@ -112,6 +112,13 @@ def _same_head(fd: int, pos: Position) -> bool:
     return hashlib.sha256(os.pread(fd, pos.head_len, 0)).hexdigest() == pos.head
 
 
+def _line_start(fd: int, size: int) -> int:
+    """Where the last whole line ends: starting a file at its end must not start mid-line."""
+    tail = os.pread(fd, min(size, 64 * 1024), max(0, size - 64 * 1024))
+    cut = tail.rfind(b"\n")
+    return size if cut < 0 and size > len(tail) else size - len(tail) + cut + 1
+
+
 def _read_lines(fd: int, start: int, max_bytes: int) -> tuple[list[str], int]:
     """Whole lines from ``start``; returns them and the offset after the last newline."""
     data = os.pread(fd, max_bytes, start)
@@ -195,7 +202,7 @@ def read_new(path: str | Path, pos: Position | None, *, from_start: bool, max_by
     try:
         st = os.fstat(fd)
         if pos is None:
-            start = 0 if from_start else st.st_size
+            start = 0 if from_start else _line_start(fd, st.st_size)
         elif (st.st_dev, st.st_ino) != (pos.dev, pos.ino):
             chunk.rotated = True
             if pos.ino:

@@ -67,6 +67,18 @@ def test_first_run_starts_at_the_end_then_counts_new_lines(tmp_path: Path) -> No
     assert p.health() is None
 
 
+def test_first_run_during_a_half_written_line(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("old error\nerror being wri")
+    p = plugin(tmp_path, log)
+    collect(p)
+    with log.open("a") as fh:
+        fh.write("tten\n")
+    sink = collect(p)
+    # The line that was being written when we started is read whole, not from its middle.
+    assert [h["line"] for h in sink.events[0].data["lines"]] == ["error being written"]
+
+
 def test_from_beginning_reads_what_is_there(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     append(log, "fatal: it broke", "error again")
