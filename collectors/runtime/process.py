@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 
 import msgspec
 
@@ -17,15 +18,17 @@ from unity.collectors.runtime.config import CollectorConfig, ConfigError, load_c
 from unity.collectors.runtime.detection import detect
 from unity.collectors.runtime.runner import Collector, default_config
 from unity.collectors.runtime.spool import SpoolError
-from unity.sdk.discovery import discover
+from unity.sdk.discovery import Installed, discover
+from unity.sdk.plugin import Plugin
 from unity.sdk.settings import Endpoints, Settings
 
 log = logging.getLogger(__name__)
 
 
-def collector_config(settings: Settings, path: str | None) -> CollectorConfig:
+def collector_config(
+    settings: Settings, path: str | None, available: Mapping[str, type[Plugin]]
+) -> CollectorConfig:
     """The collector's config file when given, else one built from the settings."""
-    available = discover()
     try:
         if path:
             return load_config(path, available, settings.host)
@@ -71,7 +74,10 @@ async def serve(
     settings: Settings, ep: Endpoints | None, *, once: bool = False, config_path: str | None = None
 ) -> int:
     """Run until SIGTERM or SIGINT: finish the runs in hand, flush, spool the rest, close."""
-    collector = Collector(settings, ep, config=collector_config(settings, config_path))
+    # Plugin modules are imported as the config names them, not all of them up front.
+    available = Installed()
+    config = collector_config(settings, config_path, available)
+    collector = Collector(settings, ep, config=config, available=available)
     if once:
         return await print_once(collector)
     if ep is None:

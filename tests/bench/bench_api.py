@@ -16,7 +16,8 @@ real HTTP:
 Each case runs with one client (the baseline), with 50 clients flat out (each sends its next
 request as soon as the last is answered: the server's saturation, where latency is queueing),
 and with 50 clients paced at one request per ``--pace`` seconds each (dashboards refreshing).
-Prints p50/p99 per run and requests per second. Clients share the 2 cores with the server.
+Prints p50/p99 per run, requests per second and, unpaced, requests per CPU second of the API's
+processes (per core; the steadier figure on shared cores). Clients share the cores with it.
 
 ``--api`` (repeatable) names the checkout to run the API from and its number of workers
 (``UNITY_API_WORKERS``; default: this checkout, one worker); a third field ``asyncio`` runs it
@@ -229,6 +230,21 @@ class Connection:
         self.reader = self.writer = None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the API's forked workers), from /proc:
+    what a request costs the server, whatever else the shared cores are doing."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = text.rpartition(")")[2].split()
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 async def measure(
     conns: list[Connection],
     label: str,
@@ -236,6 +252,7 @@ async def measure(
     requests: int,
     concurrency: int,
     pace: float = 0.0,
+    server: int | None = None,
 ) -> None:
     """``requests`` spread over ``concurrency`` clients; each client waits for its answer, and
     with ``pace`` also starts at most one request per ``pace`` seconds (a dashboard refreshing)."""
@@ -255,14 +272,17 @@ async def measure(
 
     for _ in range(20):  # warm-up: plans and caches
         await conns[0].get(*make())
+    cpu = cpu_seconds(server) if server is not None else 0.0
     started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns[:concurrency]))
     wall = time.perf_counter() - started
+    # Requests per CPU second of the API's processes: requests per second per core.
+    per_core = f"  {requests / (cpu_seconds(server) - cpu):6.0f} req/cpu-s" if server else ""
     mode = f"every {pace:g}s" if pace else "flat out"
     print(
         f"{label:<40} clients={concurrency:<3} {mode:<11} n={requests:<5} "
         f"p50={statistics.median(took) * 1000:7.2f} ms  p99={percentile(took, 0.99) * 1000:7.2f} ms"
-        f"  {requests / wall:6.0f} req/s",
+        f"  {requests / wall:6.0f} req/s{per_core}",
         flush=True,
     )
 
@@ -340,13 +360,13 @@ async def bench(ep: Endpoints, settings: Settings, args: argparse.Namespace, log
             label, make, n = cases[key]
             for round_ in range(args.rounds):
                 # Every other round in reverse, so that no build always runs first (or last).
-                order = list(zip(builds, pools, strict=True))
-                for build, conns in order[::-1] if round_ % 2 else order:
+                order = list(zip(builds, pools, procs, strict=True))
+                for build, conns, proc in order[::-1] if round_ % 2 else order:
                     tag = f"{label} [{build.label}]"
                     load_now = os.getloadavg()[0]
                     print(f"-- round {round_ + 1}, load average {load_now:.2f}", flush=True)
-                    await measure(conns, tag, make, max(n // 4, 50), 1)
-                    await measure(conns, tag, make, n, CONCURRENCY)
+                    await measure(conns, tag, make, max(n // 4, 50), 1, server=proc.pid)
+                    await measure(conns, tag, make, n, CONCURRENCY, server=proc.pid)
                     await measure(conns, tag, make, max(n // 4, 50), CONCURRENCY, args.pace)
         for build, proc in zip(builds, procs, strict=True):
             # A build whose API died (and was restarted by nothing) measured nothing valid.
