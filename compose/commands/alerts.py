@@ -42,7 +42,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print("unity alerts test: name the channel", file=sys.stderr)
             return 2
         return asyncio.run(_test(settings, endpoints(settings), args.target))
-    asyncio.run(serve(settings, endpoints(settings), args.name))
+    from unity.ingest.alerts.store import RuleFileError
+
+    try:
+        asyncio.run(serve(settings, endpoints(settings), args.name))
+    except RuleFileError as exc:
+        print(f"unity: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

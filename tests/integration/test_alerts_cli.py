@@ -34,6 +34,12 @@ async def test_check_names_the_bad_key_and_test_sends_and_records(env: Env, tmp_
     refused = await asyncio.to_thread(unity, child, "check", str(bad))
     assert refused.returncode == 1 and "level" in refused.stderr and "$.rule[0]" in refused.stderr
 
+    # The evaluator will not run with a bad rule file: one line, the key named.
+    child_bad = unity_env(env, tmp_path, log_level="WARNING", alerts_rule_files=str(bad))
+    started = await asyncio.to_thread(unity, child_bad)
+    assert started.returncode == 2 and "level" in started.stderr
+    assert "Traceback" not in started.stderr
+
     async with receiver() as hook, receiver(status=503) as down:
         await add_channel(env, "hook", f"json://127.0.0.1:{hook.port}/secret-path-token")
         await add_channel(env, "down", f"json://127.0.0.1:{down.port}/secret-path-token")
