@@ -818,7 +818,7 @@ DEFAULT_RULES: Final[tuple[Rule, ...]] = (
         clear=80.0,
         for_s=120.0,
         severity="critical",
-        message="{host}: {sensor} {label} at {value}",
+        message="{host}: {chip} {sensor} at {value}",
     ),
     _rule(
         "plugin_failing",

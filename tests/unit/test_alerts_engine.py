@@ -8,7 +8,7 @@ from typing import Any
 
 from unity.ingest.alerts.engine import Engine, LoadedRule, Restored
 from unity.schemas import Event, HealthReport, MetricBatch, Sample
-from unity.schemas.alerts import AlertChange, Rule
+from unity.schemas.alerts import DEFAULT_RULES, AlertChange, Rule
 
 T0 = 1_800_000_000.0
 
@@ -204,3 +204,41 @@ def test_a_changed_or_switched_off_rule_resolves_its_alerts() -> None:
     engine.on_batch(batch(T0 + 4, 99.5), T0 + 4, T0 + 4)
     off = engine.set_rules([loaded(**{**MEMORY, "threshold": 99.0, "enabled": False})], T0 + 5)
     assert states(off) == ["resolved"] and engine.rules == {}
+
+
+def test_default_rules_fire_on_collector_shaped_data_with_every_placeholder_filled() -> None:
+    engine = Engine([LoadedRule(i, r, r.check()) for i, r in enumerate(DEFAULT_RULES)])
+    disk_labels = {"mount": "/srv", "device": "/dev/sda1", "fstype": "ext4"}
+    batches = [
+        MetricBatch(
+            host="nas",
+            plugin="disk",
+            ts=T0,
+            samples=[
+                Sample("disk_used_percent", 98.0, disk_labels, "percent"),
+                Sample("disk_inodes_used", 95.0, disk_labels),
+                Sample("disk_inodes_total", 100.0, disk_labels),
+            ],
+        ),
+        MetricBatch(
+            host="nas",
+            plugin="sensors",
+            ts=T0,
+            samples=[
+                Sample(
+                    "sensors_temperature_celsius",
+                    91.5,
+                    {"chip": "coretemp-isa-0000", "sensor": "Package id 0"},
+                    "celsius",
+                )
+            ],
+        ),
+    ]
+    changes = [c for b in batches for c in engine.on_batch(b, T0, T0)]
+    changes += engine.tick(T0 + 301)
+    fired = {c.rule: c.message for c in changes if c.state == "firing"}
+    assert set(fired) == {"disk_space", "disk_space_critical", "inodes", "temperature"}
+    assert fired["disk_space"] == "nas: disk /srv is 98% full"
+    assert fired["temperature"] == "nas: coretemp-isa-0000 Package id 0 at 91.5 °C"
+    assert fired["inodes"] == "nas: /srv uses 0.95 of its inodes (threshold 0.9)"
+    assert not any("{" in m for m in fired.values())
