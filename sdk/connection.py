@@ -210,7 +210,10 @@ async def connect_nats(ep: Endpoints, name: str, **options: Any) -> NATS:
     then_reconnected = options.pop("reconnected_cb", None)
 
     async def on_disconnect() -> None:
-        log.warning("nats (%s): disconnected from %s, reconnecting", name, last.get("node"))
+        nc = holder[0] if holder else None
+        # A close of our own also passes through here: only a lost link is worth a warning.
+        if nc is not None and not (nc.is_closed or nc.is_draining):
+            log.warning("nats (%s): disconnected from %s, reconnecting", name, last.get("node"))
         if then_disconnected is not None:
             await then_disconnected()
 
