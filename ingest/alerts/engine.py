@@ -71,6 +71,7 @@ class Alert:
     counter: tuple[float, float] | None = None
     points: deque[tuple[float, float]] = field(default_factory=deque)
     total: float = 0.0
+    last_data: float = 0.0
     # Absence: newest ingest time of fresh data; health: bad runs in a row; event: hold until.
     seen: float = 0.0
     bad_runs: int = 0
@@ -200,6 +201,19 @@ class Engine:
                     changes += self._step(alert, value, data, now)
         return changes
 
+    def warm(self, rule: str, fields: dict[str, str], unit: str, data: float, raw: float) -> None:
+        """Feed a stored point into a rule's window or rate without judging it: after a start
+        the windows hold what they held before, so a restart neither resolves nor fires on
+        the few points that arrived since."""
+        r = self.rules.get(rule)
+        if r is None or not isinstance(r.parsed, Expression):
+            return
+        alert = self._alert(r, fields, unit)
+        value = self._value(alert, r.parsed, raw, data, fields)
+        if value is not None:
+            alert.value = value
+            alert.breached = r.rule.breached(value)
+
     def _alert(self, r: LoadedRule, fields: dict[str, str], unit: str = "") -> Alert:
         fp = fingerprint(r.name, fields.items())
         alert = self.alerts.get((r.name, fp))
@@ -213,10 +227,14 @@ class Engine:
     def _value(
         self, alert: Alert, expr: Expression, raw: float, data: float, fields: dict[str, str]
     ) -> float | None:
+        if data <= alert.last_data:
+            # Seen already: a redelivery, or a point the warm-up read from the database.
+            return None
+        alert.last_data = data
         value: float | None = raw
         if expr.rate:
             previous, alert.counter = alert.counter, (data, raw)
-            if previous is None or data <= previous[0]:
+            if previous is None:
                 return None
             # A drop is a counter reset: the increase counts from zero.
             increase = raw - previous[1] if raw >= previous[1] else raw

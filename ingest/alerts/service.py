@@ -143,6 +143,8 @@ class Evaluator:
         await self._refresh_rules()
         self.engine.restore(await store.restore(self._pool))
         started = self.clock()
+        points = await store.warm(self._pool, self.engine, started)
+        log.info("windows refilled from %d stored points", points)
         for host, plugin, instance in await store.sources(self._pool):
             self.engine.watch(host, plugin, instance, started)
         # Restored alerts are announced again: a change published before a crash but never

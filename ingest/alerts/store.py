@@ -20,13 +20,15 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from unity.ingest.alerts.engine import LoadedRule, Restored
+from unity.ingest.alerts.engine import STALE_S, Engine, LoadedRule, Restored
 from unity.schemas.alerts import (
     SEVERITY_RANK,
     AlertChange,
+    Expression,
     Rule,
     RuleError,
     RuleFile,
+    Selector,
     in_window,
     parse_selector,
 )
@@ -137,6 +139,59 @@ async def sources(db: asyncpg.Pool) -> list[tuple[str, str, str]]:
         " WHERE last_seen > now() - interval '1 day'"
     )
     return [(r["host"], r["plugin"], r["instance"]) for r in rows]
+
+
+def selector_sql(selector: Selector) -> tuple[str, list[str]]:
+    """A WHERE fragment over ``series s`` for a selector, every value a parameter."""
+    parts: list[str] = []
+    params: list[str] = []
+    for m in selector.matchers:
+        if m.key in ("host", "plugin", "instance", "name"):
+            column = f"s.{m.key}"
+        else:
+            params.append(m.key)
+            column = f"coalesce(s.labels ->> ${len(params)}, '')"
+        if m.pattern is not None:
+            params.append(f"^(?:{m.value})$")
+            op = "~" if m.op == "=~" else "!~"
+        else:
+            params.append(m.value)
+            op = "=" if m.op == "=" else "<>"
+        parts.append(f"{column} {op} ${len(params)}")
+    return " AND ".join(parts) or "TRUE", params
+
+
+async def warm(db: asyncpg.Pool, engine: Engine, now: float) -> int:
+    """Refill the windows and counters of threshold rules from the stored samples of their
+    last window (a rate needs one point before it); the number of points read."""
+    read = 0
+    for r in list(engine.rules.values()):
+        expr = r.parsed
+        if not isinstance(expr, Expression) or not (expr.window or expr.rate):
+            continue
+        where, params = selector_sql(expr.selector)
+        since = now - (expr.window.seconds if expr.window else 0.0) - STALE_S
+        n = len(params)
+        rows = await db.fetch(
+            "SELECT s.host, s.plugin, s.instance, s.name, s.labels::text AS labels, s.unit,"  # noqa: S608 -- values are bind parameters
+            " date_part('epoch', p.time) AS t, p.value FROM samples p"
+            f" JOIN series s ON s.id = p.series_id WHERE {where} AND p.time >= ${n + 1}"
+            " ORDER BY p.time",
+            *params,
+            _at(since),
+        )
+        for row in rows:
+            labels: dict[str, str] = msgspec.json.decode(row["labels"])
+            fields = {
+                **labels,
+                "host": row["host"],
+                "plugin": row["plugin"],
+                "instance": row["instance"],
+                "name": row["name"],
+            }
+            engine.warm(r.name, fields, row["unit"], row["t"], row["value"])
+        read += len(rows)
+    return read
 
 
 def _at(epoch: float) -> datetime:

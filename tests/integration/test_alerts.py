@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from apprise.plugins.discord import NotifyDiscord
 
-from tests.helpers import wait_for
+from tests.helpers import running_ingest, wait_for
 from tests.integration.alerts_support import (
     add_channel,
     add_rules,
@@ -396,4 +396,33 @@ async def test_old_data_arriving_now_neither_resolves_an_absence_nor_fires(env: 
 
             await wait_for(resolved, 30)
             assert hook.requests[1].json()["title"] == "[WARNING] silent resolved on nas"
+    await nc.close()
+
+
+async def test_a_started_evaluator_refills_its_windows_from_stored_samples(env: Env) -> None:
+    nc, js = await streams_ready(env)
+    rule = Rule(name="mem_avg", expr="avg(memory_used_percent[5m])", threshold=90.0)
+    await add_rules(env, rule)
+    now = time.time()
+    async with running_ingest(env):
+        for age in (60, 50, 40):
+            await publish(js, env, "nas", memory(100.0), ts=now - age)
+
+        async def stored() -> bool:
+            n = await rows(env, "SELECT count(*) AS n FROM samples")
+            return bool(n[0]["n"] == 3)
+
+        await wait_for(stored, 30)
+    async with receiver() as hook:
+        await add_channel(env, "hook", f"json://127.0.0.1:{hook.port}/")
+        async with running_evaluator(env):
+            # Alone, 85 is under the threshold; with the stored minutes the average is 96.25.
+            await publish(js, env, "nas", memory(85.0))
+
+            async def fired() -> bool:
+                return len(hook.requests) == 1
+
+            await wait_for(fired, 30)
+    value = await rows(env, "SELECT value FROM alerts WHERE rule = 'mem_avg'")
+    assert value[0]["value"] == 96.25
     await nc.close()
