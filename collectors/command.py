@@ -17,6 +17,11 @@ from pathlib import Path
 
 __all__ = ["CommandError", "Output", "missing", "read_secret", "run"]
 
+# Wrappers whose own existence says nothing about the tool they run, and their options that
+# take a value (``sudo -u nut upsc``).
+_WRAPPERS = frozenset({"sudo", "doas"})
+_OPTIONS_WITH_VALUE = frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U"})
+
 
 class CommandError(RuntimeError):
     """The tool is missing, timed out or failed; the message says which in one line."""
@@ -40,11 +45,23 @@ def missing(command: Sequence[str]) -> str | None:
     if not command:
         return "no command configured"
     words = list(command)
-    for word in (words[0], *(words[1:2] if Path(words[0]).name in ("sudo", "doas") else ())):
-        if (os.sep in word and not os.access(word, os.X_OK)) or (
-            os.sep not in word and shutil.which(word) is None
-        ):
-            return f"{word} not found on PATH" if os.sep not in word else f"{word} not executable"
+    programs = [words[0]]
+    if Path(words[0]).name in _WRAPPERS:
+        rest = iter(words[1:])
+        for word in rest:
+            if word == "--":
+                programs.append(next(rest, ""))
+                break
+            if word in _OPTIONS_WITH_VALUE:
+                next(rest, None)
+            elif not word.startswith("-"):
+                programs.append(word)
+                break
+    for word in filter(None, programs):
+        if os.sep in word and not os.access(word, os.X_OK):
+            return f"{word} not executable"
+        if os.sep not in word and shutil.which(word) is None:
+            return f"{word} not found on PATH"
     return None
 
 
