@@ -71,6 +71,7 @@ class Alert:
     counter: tuple[float, float] | None = None
     points: deque[tuple[float, float]] = field(default_factory=deque)
     total: float = 0.0
+    extreme: deque[tuple[float, float]] = field(default_factory=deque)
     last_data: float = 0.0
     # Absence: newest ingest time of fresh data; health: bad runs in a row; event: hold until.
     seen: float = 0.0
@@ -252,10 +253,16 @@ class Engine:
             if fn == "avg":
                 # A running sum: a window of thousands of points costs no more than one of six.
                 value = alert.total / len(points)
-            elif fn == "min":
-                value = min(v for _, v in points)
-            elif fn == "max":
-                value = max(v for _, v in points)
+            elif fn in ("min", "max"):
+                # A monotonic queue: its head is the window's extreme, each point enters and
+                # leaves it once.
+                extreme, sign = alert.extreme, 1.0 if fn == "min" else -1.0
+                while extreme and sign * extreme[-1][1] >= sign * value:
+                    extreme.pop()
+                extreme.append((data, value))
+                while extreme[0][0] <= data - expr.window.seconds:
+                    extreme.popleft()
+                value = extreme[0][1]
         if expr.divisor:
             host, plugin, instance = fields["host"], fields["plugin"], fields["instance"]
             labels = tuple(sorted((k, v) for k, v in fields.items() if k not in _COLUMNS))

@@ -242,3 +242,18 @@ def test_default_rules_fire_on_collector_shaped_data_with_every_placeholder_fill
     assert fired["temperature"] == "nas: coretemp-isa-0000 Package id 0 at 91.5 °C"
     assert fired["inodes"] == "nas: /srv uses 0.95 of its inodes (threshold 0.9)"
     assert not any("{" in m for m in fired.values())
+
+
+def test_min_and_max_windows_follow_points_in_and_out() -> None:
+    low = loaded(1, name="low", expr="min(memory_used_percent[30s])", threshold=50.0)
+    high = loaded(2, name="high", expr="max(memory_used_percent[30s])", threshold=90.0)
+    engine = Engine([low, high])
+    seen: dict[str, list[float | None]] = {"low": [], "high": []}
+    for i, value in enumerate([60.0, 95.0, 70.0, 40.0, 80.0, 85.0, 75.0]):
+        t = T0 + 10 * i
+        engine.on_batch(batch(t, value), t, t)
+        for alert in engine.alerts.values():
+            seen[alert.rule.name].append(alert.value)
+    # The window holds the points of the last 30 s: this one and the two before it.
+    assert seen["low"] == [60.0, 60.0, 60.0, 40.0, 40.0, 40.0, 75.0]
+    assert seen["high"] == [60.0, 95.0, 95.0, 95.0, 80.0, 85.0, 85.0]
