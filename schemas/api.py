@@ -71,7 +71,7 @@ class QueryResponse(msgspec.Struct, frozen=True):
         step_s: Bucket width in seconds; 0 means raw points.
         agg: Aggregation applied within each bucket.
         rate: Whether counters were turned into a per-second rate.
-        resolution: Which table answered: ``raw``, ``1m`` or ``1h``.
+        resolution: Which table answered: ``raw``, ``1m``, ``5m`` or ``1h``.
     """
 
     start: datetime
