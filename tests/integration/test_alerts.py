@@ -265,6 +265,12 @@ async def test_event_and_health_rules_and_the_evaluators_own_metrics(env: Env) -
             assert (
                 hook.requests[1].json()["message"] == "nas: plugin smart is error: smartctl: exit 2"
             )
+
+            def all_counted() -> bool:
+                # The receiver has a request before the sender records its answer.
+                return evaluator.outbox.counts.sent == 3
+
+            await wait_for(all_counted, 30)
             batch = evaluator.metrics()
             values = {(s.name, s.labels.get("state", "")): s.value for s in batch.samples}
             assert values[("alerts_rules", "")] == 2
