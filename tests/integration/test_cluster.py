@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +20,7 @@ from nats.js.client import JetStreamContext
 
 from tests.cluster import NatsCluster
 from tests.helpers import running_worker, wait_for
-from tests.integration.ingest_support import streams_ready
+from tests.integration.ingest_support import child_env, streams_ready
 from tests.servers import Env, isolated_settings
 from unity.schemas import MetricBatch, Sample, encode
 
@@ -78,12 +80,41 @@ class Load:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
+@dataclass
+class Progress:
+    """Rows of the load's series in PostgreSQL over time: the longest wait for a new row after
+    a moment is how long ingest stalled."""
+
+    url: str
+    password: str | None
+    seen: list[tuple[float, int]] = field(default_factory=list)
+    stop: bool = False
+
+    async def run(self) -> None:
+        conn = await asyncpg.connect(self.url, password=self.password)
+        try:
+            while not self.stop:
+                n = await conn.fetchval(
+                    "SELECT count(*) FROM samples WHERE series_id IN"
+                    " (SELECT id FROM series WHERE plugin = 'clusterload')"
+                )
+                if not self.seen or n != self.seen[-1][1]:
+                    self.seen.append((time.monotonic(), n))
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    def longest_gap_after(self, t: float) -> float:
+        times = [x for x, _ in self.seen if x >= t - 1]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
 async def _stored(ep_url: str, password: str | None) -> tuple[int, int, float]:
     conn = await asyncpg.connect(ep_url, password=password)
     try:
         row = await conn.fetchrow(
             "SELECT count(*), count(DISTINCT (series_id, time)), coalesce(sum(value), 0)"
-            " FROM samples"
+            " FROM samples WHERE series_id IN (SELECT id FROM series WHERE plugin = 'clusterload')"
         )
     finally:
         await conn.close()
@@ -118,6 +149,13 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
         assert info.config.num_replicas == 3
         load = Load(js, env.root)
         publisher = asyncio.create_task(load.run())
+        progress = Progress(ep.database_url, ep.database_password)
+        sampler = asyncio.create_task(progress.run())
+        # A real collector on all three URLs beside the steady publisher.
+        config = tmp_path / "collector.toml"
+        config.write_text('[agent]\nhost = "cc1"\n\n[[plugins.memory]]\ninterval = "0.5s"\n')
+        child = child_env(ep, env.root, tmp_path / "collector-data", nats_ca=cluster.ca_file)
+        collector = _start_collector(config, child, tmp_path / "collector.log")
         async with running_worker(settings, ep) as w1, running_worker(settings, ep) as w2:
             await _more(load, 100)
             # 1. The metrics stream's leader dies, and comes back 5 s later.
@@ -130,6 +168,7 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
             cluster.start(victim)
             await _more(load, 100)
             leader_stall = load.longest_gap_after(killed_at)
+            leader_ingest_stall = progress.longest_gap_after(killed_at)
             # 2. The node a worker reads from dies, and comes back 5 s later.
             url = w1._nc.connected_url if w1._nc is not None else None
             assert url is not None and url.port is not None
@@ -140,6 +179,8 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
             cluster.start(reading)
             await _more(load, 100)
             reader_stall = load.longest_gap_after(killed_at)
+            reader_ingest_stall = progress.longest_gap_after(killed_at)
+            second_kill = time.time() - (time.monotonic() - killed_at)
             load.stop = True
             await publisher
             expected = len(load.acked) * PER_BATCH
@@ -151,18 +192,67 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
             started = time.monotonic()
             await wait_for(all_stored, within=120)
             drain = time.monotonic() - started
+            progress.stop = True
+            await sampler
+
+            async def collector_after_second_kill() -> bool:
+                newest = await _newest(ep.database_url, ep.database_password, "cc1")
+                return newest is not None and newest > second_kill
+
+            # The collector rode over both losses by itself: it stored data after the second.
+            await wait_for(collector_after_second_kill, within=60)
+            collector.terminate()
+            code = await asyncio.to_thread(collector.wait, 30)
+            assert code == 0, (tmp_path / "collector.log").read_text()[-3000:]
             assert w1.stats.dead_lettered == w2.stats.dead_lettered == 0
         count, distinct, total = await _stored(ep.database_url, ep.database_password)
         value_sum = sum(float(m * 100 + i) for m in load.acked for i in range(PER_BATCH))
         assert (count, distinct, total) == (expected, expected, value_sum)
+        rows, unique = await _collector_rows(ep.database_url, ep.database_password, "cc1")
+        assert rows > 0 and rows == unique, "the collector's data was stored twice"
         print(
             f"\ncluster: {len(load.acked)} batches acked, {load.retries} publish retries; "
             f"publish stall after the leader's loss {leader_stall:.1f}s, after the reader "
-            f"node's loss {reader_stall:.1f}s; ingest caught up {drain:.1f}s after the load"
+            f"node's loss {reader_stall:.1f}s; ingest stalled {leader_ingest_stall:.1f}s and "
+            f"{reader_ingest_stall:.1f}s; caught up {drain:.1f}s after the load; collector: "
+            f"{rows} samples, none twice"
         )
         await nc.close()
     finally:
         cluster.stop_all()
+
+
+def _start_collector(config: Path, child: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        argv = [sys.executable, "-m", "unity.compose", "collector", "--config", str(config)]
+        return subprocess.Popen(argv, env=child, stdout=out, stderr=out)
+
+
+async def _newest(url: str, password: str | None, host: str) -> float | None:
+    conn = await asyncpg.connect(url, password=password)
+    try:
+        value = await conn.fetchval(
+            "SELECT extract(epoch FROM max(time)) FROM samples WHERE series_id IN"
+            " (SELECT id FROM series WHERE host = $1)",
+            host,
+        )
+    finally:
+        await conn.close()
+    return None if value is None else float(value)
+
+
+async def _collector_rows(url: str, password: str | None, host: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(url, password=password)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT (series_id, time)) FROM samples WHERE series_id IN"
+            " (SELECT id FROM series WHERE host = $1)",
+            host,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 async def _more(load: Load, n: int) -> None:
