@@ -3,7 +3,7 @@
 Migration 0003 creates the hypertables (1-day chunks), compression of ``samples`` (segmented by
 ``series_id``, ordered by time descending, after 2 days), the continuous aggregates
 ``samples_1m`` and ``samples_1h`` (real-time: ``materialized_only = false``) with their refresh
-policies, and retention policies with the default windows; migration 0009 stacks ``samples_5m``
+policies, and retention policies with the default windows; migration 0008 stacks ``samples_5m``
 on ``samples_1m`` (a hierarchical continuous aggregate, TimescaleDB 2.9 or later). This module
 keeps the retention policies in line with the settings and runs the same work on demand
 (``unity maintain``, tests).

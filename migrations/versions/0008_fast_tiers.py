@@ -10,15 +10,15 @@ The plain table's key carries every column a query reads (``INCLUDE``): a week o
 then an index-only scan in (series_id, bucket) order, with no heap visits and no sort (measured
 in `tests/bench/bench_query.py`, docs/benchmarks.md).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04
 """
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
