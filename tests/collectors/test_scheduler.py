@@ -14,9 +14,9 @@ import pytest
 from unity.collectors.runtime.agent import AgentPlugin
 from unity.collectors.runtime.config import AgentConfig, CollectorConfig
 from unity.collectors.runtime.runner import Collector, Timing
-from unity.sdk.runner import next_tick
 from unity.schemas import HealthReport, MetricBatch
 from unity.sdk import Health, Metric, Plugin, Sink
+from unity.sdk.runner import next_tick
 from unity.sdk.settings import load_settings
 
 INTERVAL = 0.5
