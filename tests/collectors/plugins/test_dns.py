@@ -65,9 +65,19 @@ class Tcp(socketserver.BaseRequestHandler):
 
 @pytest.fixture
 def responder() -> Iterator[int]:
-    udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
-    port = udp.server_address[1]
-    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", port), Tcp)
+    # One port for both protocols: the TCP side of a free UDP port may be taken by someone
+    # else, so try a few.
+    for _ in range(20):
+        udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
+        port = udp.server_address[1]
+        try:
+            tcp = socketserver.ThreadingTCPServer(("127.0.0.1", port), Tcp)
+        except OSError:
+            udp.server_close()
+            continue
+        break
+    else:
+        pytest.fail("no port free for both UDP and TCP")
     servers = (udp, tcp)
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
