@@ -142,6 +142,10 @@ class Evaluator:
             await store.store_rules(self._pool, store.read_rule_file(path), "file", replace=True)
         await self._refresh_rules()
         self.engine.restore(await store.restore(self._pool))
+        # Announced as restored, before refilling the windows can move them on: a state saved
+        # just before a crash but never published (killed between the two) is recorded now,
+        # not skipped by the next transition (same id as its first publication: deduplicated).
+        await self._republish()
         started = self.clock()
         points = await store.warm(self._pool, self.engine, started)
         log.info("windows refilled from %d stored points", points)
