@@ -84,8 +84,14 @@ async def streams_ready(env: Env) -> tuple[NATS, JetStreamContext]:
     """A NATS connection with this test's streams and ingest consumers in place."""
     nc = await connect_nats(env.ep, "test")
     js = nc.jetstream()
-    await ensure_streams(js, env.settings)
-    await ensure_consumers(js, env.settings)
+    try:
+        await ensure_streams(js, env.settings)
+        await ensure_consumers(js, env.settings)
+    except BaseException:
+        # Callers retry while a cluster forms: a connection left open would be collected
+        # later, in another test, as a "loop is closed" warning.
+        await nc.close()
+        raise
     return nc, js
 
 
