@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 
 from tests.cluster import NatsCluster
@@ -23,6 +24,7 @@ from tests.helpers import running_worker, wait_for
 from tests.integration.ingest_support import child_env, streams_ready
 from tests.servers import Env, isolated_settings
 from unity.schemas import MetricBatch, Sample, encode
+from unity.sdk.settings import Endpoints
 
 pytestmark = pytest.mark.slow
 
@@ -109,42 +111,56 @@ class Progress:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
-async def _stored(ep_url: str, password: str | None) -> tuple[int, int, float]:
-    conn = await asyncpg.connect(ep_url, password=password)
+async def _row(ep: Endpoints, sql: str, *args: object) -> asyncpg.Record:
+    conn = await asyncpg.connect(ep.database_url, password=ep.database_password)
     try:
-        row = await conn.fetchrow(
-            "SELECT count(*), count(DISTINCT (series_id, time)), coalesce(sum(value), 0)"
-            " FROM samples WHERE series_id IN (SELECT id FROM series WHERE plugin = 'clusterload')"
-        )
+        row = await conn.fetchrow(sql, *args)
     finally:
         await conn.close()
     assert row is not None
+    return row
+
+
+async def _stored(ep: Endpoints) -> tuple[int, int, float]:
+    row = await _row(
+        ep,
+        "SELECT count(*), count(DISTINCT (series_id, time)), coalesce(sum(value), 0)"
+        " FROM samples WHERE series_id IN (SELECT id FROM series WHERE plugin = 'clusterload')",
+    )
     return int(row[0]), int(row[1]), float(row[2])
+
+
+def _on_cluster(env: Env, cluster: NatsCluster) -> Endpoints:
+    """The test's servers with NATS swapped for the cluster (all three URLs, TLS, admin)."""
+    return replace(
+        env.ep,
+        nats_url=",".join(cluster.urls),
+        nats_user="admin",
+        nats_password="cluster-admin",
+        nats_ca=cluster.ca_file,
+    )
+
+
+async def _formed(env: Env, cluster: NatsCluster) -> tuple[NATS, JetStreamContext]:
+    """Streams and consumers in place, once the meta group has a leader (R3 needs all three)."""
+    for _ in range(60):
+        try:
+            return await streams_ready(env)
+        except Exception:  # not formed yet; the logs say why if it never is
+            await asyncio.sleep(0.5)
+    pytest.fail(f"no cluster formed:\n{cluster.logs()}")
 
 
 async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) -> None:
     cluster = NatsCluster(tmp_path, USERS)
     cluster.start_all()
     try:
-        ep = replace(
-            env.ep,
-            nats_url=",".join(cluster.urls),
-            nats_user="admin",
-            nats_password="cluster-admin",
-            nats_ca=cluster.ca_file,
-        )
+        ep = _on_cluster(env, cluster)
         settings = isolated_settings(
             ep, env.root, stream_replicas=3, ingest_fetch=50, ingest_ack_wait_s=5.0
         )
         private = Env(settings, ep, env.root)
-        for _ in range(60):  # until the meta group has a leader and the R3 streams exist
-            try:
-                nc, js = await streams_ready(private)
-                break
-            except Exception:
-                await asyncio.sleep(0.5)
-        else:
-            pytest.fail(f"no cluster formed:\n{cluster.logs()}")
+        nc, js = await _formed(private, cluster)
         info = await js.stream_info(settings.subjects.metrics_stream)
         assert info.config.num_replicas == 3
         load = Load(js, env.root)
@@ -186,7 +202,7 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
             expected = len(load.acked) * PER_BATCH
 
             async def all_stored() -> bool:
-                count, _, _ = await _stored(ep.database_url, ep.database_password)
+                count, _, _ = await _stored(ep)
                 return count >= expected
 
             started = time.monotonic()
@@ -196,7 +212,7 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
             await sampler
 
             async def collector_after_second_kill() -> bool:
-                newest = await _newest(ep.database_url, ep.database_password, "cc1")
+                newest = await _newest(ep, "cc1")
                 return newest is not None and newest > second_kill
 
             # The collector rode over both losses by itself: it stored data after the second.
@@ -205,10 +221,10 @@ async def test_losing_nodes_loses_and_doubles_nothing(env: Env, tmp_path: Path) 
             code = await asyncio.to_thread(collector.wait, 30)
             assert code == 0, (tmp_path / "collector.log").read_text()[-3000:]
             assert w1.stats.dead_lettered == w2.stats.dead_lettered == 0
-        count, distinct, total = await _stored(ep.database_url, ep.database_password)
+        count, distinct, total = await _stored(ep)
         value_sum = sum(float(m * 100 + i) for m in load.acked for i in range(PER_BATCH))
         assert (count, distinct, total) == (expected, expected, value_sum)
-        rows, unique = await _collector_rows(ep.database_url, ep.database_password, "cc1")
+        rows, unique = await _collector_rows(ep, "cc1")
         assert rows > 0 and rows == unique, "the collector's data was stored twice"
         print(
             f"\ncluster: {len(load.acked)} batches acked, {load.retries} publish retries; "
@@ -228,30 +244,23 @@ def _start_collector(config: Path, child: dict[str, str], log: Path) -> subproce
         return subprocess.Popen(argv, env=child, stdout=out, stderr=out)
 
 
-async def _newest(url: str, password: str | None, host: str) -> float | None:
-    conn = await asyncpg.connect(url, password=password)
-    try:
-        value = await conn.fetchval(
-            "SELECT extract(epoch FROM max(time)) FROM samples WHERE series_id IN"
-            " (SELECT id FROM series WHERE host = $1)",
-            host,
-        )
-    finally:
-        await conn.close()
-    return None if value is None else float(value)
+async def _newest(ep: Endpoints, host: str) -> float | None:
+    row = await _row(
+        ep,
+        "SELECT extract(epoch FROM max(time)) FROM samples WHERE series_id IN"
+        " (SELECT id FROM series WHERE host = $1)",
+        host,
+    )
+    return None if row[0] is None else float(row[0])
 
 
-async def _collector_rows(url: str, password: str | None, host: str) -> tuple[int, int]:
-    conn = await asyncpg.connect(url, password=password)
-    try:
-        row = await conn.fetchrow(
-            "SELECT count(*), count(DISTINCT (series_id, time)) FROM samples WHERE series_id IN"
-            " (SELECT id FROM series WHERE host = $1)",
-            host,
-        )
-    finally:
-        await conn.close()
-    assert row is not None
+async def _collector_rows(ep: Endpoints, host: str) -> tuple[int, int]:
+    row = await _row(
+        ep,
+        "SELECT count(*), count(DISTINCT (series_id, time)) FROM samples WHERE series_id IN"
+        " (SELECT id FROM series WHERE host = $1)",
+        host,
+    )
     return int(row[0]), int(row[1])
 
 
@@ -271,22 +280,9 @@ async def test_a_start_never_lowers_what_an_operator_raised(
     cluster = NatsCluster(tmp_path, USERS)
     cluster.start_all()
     try:
-        ep = replace(
-            env.ep,
-            nats_url=",".join(cluster.urls),
-            nats_user="admin",
-            nats_password="cluster-admin",
-            nats_ca=cluster.ca_file,
-        )
+        ep = _on_cluster(env, cluster)
         r3 = Env(isolated_settings(ep, env.root, stream_replicas=3), ep, env.root)
-        for _ in range(60):
-            try:
-                nc, js = await streams_ready(r3)
-                break
-            except Exception:
-                await asyncio.sleep(0.5)
-        else:
-            pytest.fail(f"no cluster formed:\n{cluster.logs()}")
+        nc, js = await _formed(r3, cluster)
         name = r3.settings.subjects.metrics_stream
         # The operator also lifts the age limit by hand (0: none).
         info = await js.stream_info(name)
