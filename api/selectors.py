@@ -7,22 +7,15 @@ Regexes match the whole value. Compiled to SQL with every value a bind parameter
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from unity.api.errors import ApiError
+from unity.schemas.alerts import Matcher, RuleError, parse_selector
 
-Op = Literal["=", "!=", "=~", "!~"]
 COLUMNS = ("host", "plugin", "instance", "name")
 MAX_SELECTOR = 2000
 MAX_MATCHERS = 32
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
-_LABEL_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
-_OP = re.compile(r"=~|!~|!=|=")
-_OPS: dict[str, Op] = {"=": "=", "!=": "!=", "=~": "=~", "!~": "!~"}
-_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t"}
 
 
 class SelectorError(ApiError):
@@ -41,20 +34,6 @@ class Identity(Protocol):
     def name(self) -> str: ...
     @property
     def labels(self) -> dict[str, str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Matcher:
-    key: str
-    op: Op
-    value: str
-    pattern: re.Pattern[str] | None = None
-
-    def matches(self, actual: str) -> bool:
-        if self.pattern is not None:
-            found = self.pattern.fullmatch(actual) is not None
-            return found if self.op == "=~" else not found
-        return (actual == self.value) == (self.op == "=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,98 +79,21 @@ class Selector:
 
 
 def parse(text: str | None) -> Selector:
-    """Parse a selector; raises SelectorError (400) saying what is wrong and where."""
+    """Parse a selector; raises SelectorError (400) saying what is wrong and where.
+
+    The grammar is the one alert rules use (``schemas.alerts.parse_selector``); the API adds
+    its own limits.
+    """
     if text is None or not text.strip():
         return Selector()
     if len(text) > MAX_SELECTOR:
         raise SelectorError(f"selector is longer than {MAX_SELECTOR} characters")
     if "\x00" in text:
         raise SelectorError("selector contains a NUL character")
-    return _Parser(text).parse()
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def fail(self, what: str) -> SelectorError:
-        return SelectorError(f"bad selector at position {self.pos}: {what} in {self.text!r}")
-
-    def skip(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def peek(self) -> str:
-        self.skip()
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def parse(self) -> Selector:
-        matchers: list[Matcher] = []
-        self.skip()
-        if name := self._match(_IDENT):
-            matchers.append(Matcher("name", "=", name))
-        if self.peek() == "{":
-            self.pos += 1
-            while self.peek() != "}":
-                if not self.peek():
-                    raise self.fail("missing '}'")
-                matchers.append(self._matcher())
-                if self.peek() == ",":
-                    self.pos += 1
-                elif self.peek() != "}":
-                    raise self.fail("expected ',' or '}'" if self.peek() else "missing '}'")
-            self.pos += 1
-        if self.peek():
-            raise self.fail(f"unexpected {self.peek()!r}")
-        if not matchers:
-            raise self.fail("no metric name and no matchers")
-        if len(matchers) > MAX_MATCHERS:
-            raise SelectorError(f"selector has more than {MAX_MATCHERS} matchers")
-        return Selector(tuple(matchers))
-
-    def _match(self, pattern: re.Pattern[str]) -> str:
-        self.skip()
-        m = pattern.match(self.text, self.pos)
-        if m is None:
-            return ""
-        self.pos = m.end()
-        return m.group()
-
-    def _matcher(self) -> Matcher:
-        key = self._match(_LABEL_KEY)
-        if not key:
-            raise self.fail("expected a label name")
-        if key == "__name__":
-            key = "name"
-        op = _OPS.get(self._match(_OP))
-        if op is None:
-            raise self.fail(f"expected =, !=, =~ or !~ after {key!r}")
-        value = self._string()
-        if op in ("=~", "!~"):
-            try:
-                pattern = re.compile(value)
-            except re.error as exc:
-                raise self.fail(f"bad regex {value!r} for {key!r}: {exc}") from None
-            return Matcher(key, op, value, pattern)
-        return Matcher(key, op, value)
-
-    def _string(self) -> str:
-        quote = self.peek()
-        if quote not in ('"', "'"):
-            raise self.fail("expected a quoted value")
-        self.pos += 1
-        out: list[str] = []
-        while self.pos < len(self.text):
-            ch = self.text[self.pos]
-            self.pos += 1
-            if ch == quote:
-                return "".join(out)
-            if ch == "\\":
-                if self.pos >= len(self.text) or self.text[self.pos] not in _ESCAPES:
-                    raise self.fail("bad escape in a quoted value")
-                out.append(_ESCAPES[self.text[self.pos]])
-                self.pos += 1
-            else:
-                out.append(ch)
-        raise self.fail("unterminated quoted value")
+    try:
+        parsed = parse_selector(text)
+    except RuleError as exc:
+        raise SelectorError(str(exc)) from None
+    if len(parsed.matchers) > MAX_MATCHERS:
+        raise SelectorError(f"selector has more than {MAX_MATCHERS} matchers")
+    return Selector(parsed.matchers)

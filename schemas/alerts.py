@@ -187,7 +187,7 @@ def parse_selector(text: str) -> Selector:
     """
     if not text.strip():
         return Selector()
-    parser = _Parser(text)
+    parser = _Parser(text, "selector")
     selector = parser.selector()
     parser.end()
     return selector
@@ -208,13 +208,14 @@ def parse_expression(text: str) -> Expression:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, kind: str = "expression") -> None:
         self.text = text
+        self.kind = kind  # what the messages call the text: an expression or a selector
         self.pos = 0
 
     def fail(self, what: str) -> RuleError:
         return RuleError(
-            f"bad expression at position {self.pos}: {what} in {self.text!r}", self.pos
+            f"bad {self.kind} at position {self.pos}: {what} in {self.text!r}", self.pos
         )
 
     def peek(self) -> str:
@@ -291,7 +292,8 @@ class _Parser:
         matchers: list[Matcher] = []
         if name := self.name():
             matchers.append(Matcher("name", "=", name))
-        if self.peek() == "{":
+        braces = self.peek() == "{"
+        if braces:
             self.pos += 1
             while self.peek() != "}":
                 if not self.peek():
@@ -303,7 +305,9 @@ class _Parser:
                     raise self.fail("expected ',' or '}'" if self.peek() else "missing '}'")
             self.pos += 1
         if not matchers:
-            raise self.fail("expected a metric name or '{'")
+            raise self.fail(
+                "no metric name and no matchers" if braces else "expected a metric name or '{'"
+            )
         return Selector(tuple(matchers))
 
     def matcher(self) -> Matcher:
