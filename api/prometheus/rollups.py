@@ -27,7 +27,12 @@ from unity.api.prometheus.functions import Window
 from unity.api.prometheus.labels import Labels, Matcher, labels_of_row
 from unity.api.prometheus.storage import Raw, Times
 from unity.api.prometheus.values import Floats, Mask, Series, drop_name
-from unity.schemas.storage import ORIGIN, TIMESCALE_EXTENSION_SQL, TIMESCALE_HYPERTABLE_SQL
+from unity.schemas.storage import (
+    ORIGIN,
+    TIERS,
+    TIMESCALE_EXTENSION_SQL,
+    TIMESCALE_HYPERTABLE_SQL,
+)
 
 FUNCTIONS = frozenset(
     {
@@ -40,7 +45,11 @@ FUNCTIONS = frozenset(
         "present_over_time",
     }
 )
-TABLES = {3_600_000: "samples_1h", 60_000: "samples_1m"}
+# Bucket width in ms -> rollup table, widest first: the tiers of schemas.storage.
+TABLES = {
+    int(tier.width.total_seconds() * 1000): tier.table
+    for tier in sorted(TIERS, key=lambda t: t.width, reverse=True)
+}
 # The samples stamped at each step are looked up step by step: at 1-minute steps over a day
 # (1 441 lookups per series) that cost about what reading the raw samples did.
 MIN_STEP_MS = 300_000
